@@ -1,0 +1,3 @@
+"""fgvc: a PyTorch toolkit for fine-grained visual classification."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from fgvc.cli import main
+
+raise SystemExit(main())

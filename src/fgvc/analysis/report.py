@@ -1,0 +1,79 @@
+"""``report.json`` and a readable ``report.md`` (+ training-curve PNG) for a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _fmt(x) -> str:
+    return f"{x:.2f}" if isinstance(x, float) else str(x)
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_curves(rows: list[dict], path: Path) -> Path | None:
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    ax1.plot(epochs, [r["train_loss"] for r in rows], marker="o")
+    ax1.set(xlabel="epoch", ylabel="train loss", title="loss")
+    ax2.plot(epochs, [r["train_top1"] for r in rows], marker="o", label="train (augmented)")
+    ax2.plot(epochs, [r["val_top1"] for r in rows], marker="o", label="val")
+    ax2.set(xlabel="epoch", ylabel="top-1 %", title="accuracy")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dir: Path, report: dict, classes: list[str]) -> Path:
+    """Write ``report.json`` (everything) and ``report.md`` (what a reader needs to trust the figures)."""
+    run_dir = Path(run_dir)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    test, p = report.get("test", {}), report.get("protocol", {})
+    md = [f"# {report['name']}", "",
+          f"Dataset **{report['dataset']}** ({len(classes)} classes), model `{report['model']}` "
+          f"({report.get('params_m', 0):.2f} M parameters), method `{report['method']}`.", "",
+          "## Protocol", ""]
+    md += [f"- {role}: {desc} — {p.get('counts', {}).get(role, '?')} images"
+           for role, desc in p.get("splits", {}).items()]
+    md += [f"- model selection: best validation top-1 (epoch {report.get('best_epoch', '?')}); "
+           "the test split is evaluated once, on that checkpoint",
+           f"- seed {p.get('seed')}; test-time: {p.get('tta', 'single centre crop')}", ""]
+    if p.get("missing_metadata") is not None:
+        md += [f"- metadata {p.get('metadata')}: missing or invalid for "
+               f"{p['missing_metadata']} of the evaluated images (encoded as zeros)", ""]
+    md += ["## Results", "", markdown_table([{
+        "split": "test", "top-1": test.get("top1"), "top-5": test.get("top5"),
+        "mean per-class": test.get("mean_per_class"), "images": test.get("num_samples")}]), ""]
+    if report.get("epochs"):
+        md += ["## Training", "", "![curves](curves.png)", "",
+               markdown_table(report["epochs"], ["epoch", "train_loss", "train_top1", "val_top1",
+                                                 "lr", "images_per_s"]), ""]
+    if test.get("per_class"):
+        acc = np.array([np.nan if a is None else a for a in test["per_class"]])
+        order = np.argsort(np.nan_to_num(acc, nan=101.0))[:10]
+        md += ["## Hardest classes (test)", "", markdown_table(
+            [{"class": classes[i], "accuracy": float(acc[i])} for i in order if not np.isnan(acc[i])]), ""]
+    if test.get("confusions"):
+        md += ["## Most frequent confusions (test)", "", markdown_table(
+            [{"true": classes[t], "predicted": classes[q], "count": c} for t, q, c in test["confusions"]]), ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(md))
+    if report.get("epochs"):
+        plot_curves(report["epochs"], run_dir / "curves.png")
+    return path

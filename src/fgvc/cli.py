@@ -1,0 +1,170 @@
+"""The ``fgvc`` command line. Every error a user can cause ends as one line: ``fgvc: error: ...``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fgvc import __version__
+from fgvc.errors import FgvcError, one_line
+
+EPILOG = """examples:
+  fgvc demo                                         synthetic data, train, evaluate, report
+  fgvc data synth ~/data/synth                      write the synthetic benchmark
+  fgvc data verify configs/quickstart.yaml          check a dataset without training
+  fgvc train configs/quickstart.yaml optim.lr=0.02  train (key=value overrides any config key)
+  fgvc evaluate configs/quickstart.yaml checkpoint=runs/quickstart/checkpoints/best.pt
+"""
+
+
+def _split_overrides(items: list[str], *extra_keys: str) -> tuple[list[str], dict[str, str]]:
+    """Separate command keys (e.g. ``checkpoint=``) from config overrides."""
+    overrides, extra = [], {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if sep and key in extra_keys:
+            extra[key] = value
+        else:
+            overrides.append(item)
+    return overrides, extra
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fgvc.config import load_config
+    from fgvc.engine.run import train_and_report
+
+    cfg = load_config(args.config, args.overrides)
+    report = train_and_report(cfg, overwrite=args.overwrite)
+    test = report["test"]
+    print(f"{cfg.name}: test top-1 {test['top1']:.2f}  top-5 {test.get('top5', float('nan')):.2f}  "
+          f"(best val top-1 {report['best_val_top1']:.2f} at epoch {report['best_epoch']})  "
+          f"report: {cfg.run_dir / 'report.md'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fgvc.config import load_config
+    from fgvc.engine.run import evaluate_checkpoint
+
+    overrides, extra = _split_overrides(args.overrides, "checkpoint", "split")
+    cfg = load_config(args.config, overrides)
+    checkpoint = extra.get("checkpoint") or str(cfg.run_dir / "checkpoints" / "best.pt")
+    split = extra.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise FgvcError(f"split={split}: expected one of train, val, test")
+    report = evaluate_checkpoint(cfg, checkpoint, split=split)
+    m = report["test"]
+    print(f"{split}: top-1 {m['top1']:.2f}  top-5 {m.get('top5', float('nan')):.2f}  "
+          f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images)  "
+          f"report: {cfg.run_dir / 'report.md'}")
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from fgvc.data.synthetic import SynthOptions, write_benchmark
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthOptions)}
+    summary = write_benchmark(Path(args.out_dir), SynthOptions(**values))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from fgvc.config import load_config
+    from fgvc.data.verify import format_summary, verify
+
+    cfg = load_config(args.config, args.overrides)
+    summary = verify(cfg.data, check_images=not args.no_images)
+    print(format_summary(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    return 1 if summary["problems"] else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fgvc.demo import run_demo
+
+    run_demo(Path(args.data), Path(args.out), epochs=args.epochs, quick=args.quick)
+    return 0
+
+
+def _add_synth_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per field of ``SynthOptions`` (its comments are the help)."""
+    from fgvc.data.synthetic import SynthOptions
+
+    for field in dataclasses.fields(SynthOptions):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=field.name, default=default, action=argparse.BooleanOptionalAction)
+        elif isinstance(default, (tuple, list)):
+            parser.add_argument(flag, dest=field.name, default=default, nargs="+",
+                                type=type(default[0]) if default else str, help=f"default: {' '.join(map(str, default))}")
+        else:
+            parser.add_argument(flag, dest=field.name, default=default, type=type(default),
+                                help=f"default: {default}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fgvc", description="Fine-grained visual classification: train, evaluate and analyse "
+        "Dynamic MLP, RMG-PMSI, the erudite model and CTC on real or synthetic data.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fgvc {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from a YAML config",
+                       description="Train from CONFIG; key=value pairs override config keys "
+                       "(e.g. optim.lr=0.01 schedule.epochs=30 train.resume=true).")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint (top-1, top-5, per-class) and write the report",
+                       description="Evaluate checkpoint=PATH (default: the run's best.pt) on split=test|val|train.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="write the synthetic benchmark, or verify a dataset")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    p = data_sub.add_parser("synth", help="write the procedural benchmark in the real on-disk formats",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out_dir")
+    _add_synth_options(p)
+    p.set_defaults(func=cmd_data_synth)
+    p = data_sub.add_parser("verify", help="counts per split/class, metadata and every bad file or record")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--no-images", action="store_true", help="skip decoding every image")
+    p.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
+    p.set_defaults(func=cmd_data_verify)
+
+    p = sub.add_parser("demo", help="synthetic benchmark -> train -> evaluate -> report, on a CPU in minutes")
+    p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),
+                   help="cache folder for the synthetic benchmark (written if absent)")
+    p.add_argument("--out", default="runs/demo", help="folder for the runs and the demo report")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
+    p.add_argument("--quick", action="store_true", help="a tiny run (seconds) to check the installation")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname).1s %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except FgvcError as exc:
+        print(f"fgvc: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fgvc: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,219 @@
+"""Typed experiment settings: YAML files plus ``key=value`` overrides, validated before any work.
+
+A config file is a YAML mapping of the sections below. ``_base_: other.yaml`` (or a list) merges
+other files first, so a paper's experiment grid shares one recipe. Overrides use dotted keys:
+``fgvc train configs/quickstart.yaml optim.lr=0.1 data.batch_size=64``; values are parsed as YAML.
+Any unknown key, wrong type or impossible value raises ``ConfigError`` with one line naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fgvc.errors import ConfigError
+
+FORMAT_NAMES = ("inat2017", "inat2018", "inat2021", "yfcc", "cub", "cars", "aircraft", "flowers",
+                "folder", "manifest")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    format: Literal[FORMAT_NAMES] = "folder"  # type: ignore[valid-type]
+    root: str = ""  # dataset folder (or manifest file); relative paths are relative to the cwd
+    name: str | None = None  # shown in reports; defaults to the format name
+    train_split: str | None = None  # None: the split the papers train on (the reader's default)
+    val_split: str | None = None  # None: reader default; "holdout": always hold out from train
+    test_split: str | None = None  # None: reader default; never used for model selection
+    val_fraction: float = Field(0.1, gt=0, lt=1)  # size of the stratified hold-out
+    holdout_seed: int = 0
+    level: Literal["variant", "family", "manufacturer"] = "variant"  # FGVC-Aircraft label level
+    crop_banner: bool = True  # FGVC-Aircraft: cut the 20-px copyright banner
+    metadata: list[Literal["geo", "temporal"]] = []  # geo-temporal inputs the model reads
+    bad_metadata: Literal["missing", "error"] = "missing"  # out-of-range/unparseable values
+    bad_records: Literal["error", "skip"] = "error"  # malformed annotation records
+    bad_images: Literal["error", "skip"] = "error"  # unreadable or truncated image files
+    image_size: int = Field(224, ge=16)
+    crop_pct: float = Field(0.875, gt=0, le=1)  # eval: resize to image_size / crop_pct, centre crop
+    min_scale: float = Field(0.08, gt=0, le=1)  # random-resized-crop scale range (min, 1)
+    hflip: bool = True
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)  # None: 2 x batch_size
+    num_workers: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _root_given(self) -> DataConfig:
+        if not self.root:
+            raise ValueError("data.root is required: the dataset folder (or manifest file)")
+        return self
+
+
+class ModelConfig(Section):
+    backbone: str = "resnet50"  # any timm model name
+    pretrained: str | None = None  # None: random init; "hub": timm's hub weights; else a local file
+    drop_rate: float = Field(0.0, ge=0, lt=1)  # dropout before the classifier
+
+
+class MethodConfig(Section):
+    name: Literal["supervised"] = "supervised"
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.04, gt=0)  # learning rate of the new layers (head, fusion)
+    base_batch_size: int | None = Field(None, ge=1)  # if set: lr scales by batch_size/base_batch_size
+    backbone_lr: float | None = Field(None, gt=0)  # None: same as lr (both scaled alike)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(1e-4, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
+
+
+class ScheduleConfig(Section):
+    epochs: int = Field(90, ge=1)
+    warmup_epochs: float = Field(2, ge=0)  # linear warm-up from warmup_factor * lr
+    warmup_factor: float = Field(0.01, gt=0, le=1)
+    min_lr_factor: float = Field(0.0, ge=0, le=1)  # cosine ends at min_lr_factor * lr
+    freeze_backbone_epochs: int = Field(0, ge=0)  # train only the new layers at first
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> ScheduleConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"schedule.warmup_epochs ({self.warmup_epochs}) must be below "
+                             f"schedule.epochs ({self.epochs})")
+        return self
+
+
+class TrainConfig(Section):
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    mixup_alpha: float = Field(0.0, ge=0)  # 0 disables
+    cutmix_alpha: float = Field(0.0, ge=0)  # 0 disables; with both on, one is picked per batch
+    mix_prob: float = Field(1.0, ge=0, le=1)
+    grad_clip: float | None = Field(None, gt=0)  # max global gradient norm
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool | None = None  # None: on for CUDA, off on CPU
+    channels_last: bool | None = None  # None: on for CUDA
+    deterministic: bool = False  # deterministic kernels (bit-identical resume on CPU)
+    checkpoint_every_steps: int = Field(0, ge=0)  # 0: only at epoch ends
+    resume: bool = False  # continue from <run>/checkpoints/last.pt
+    limit_train_batches: int | None = Field(None, ge=1)  # for smoke runs and benchmarks
+    log_every_steps: int = Field(20, ge=1)
+    progress: bool = True
+
+
+class EvalConfig(Section):
+    test_at_end: bool = True  # evaluate best.pt on the test split after training
+    topk: tuple[int, int] = (1, 5)
+
+
+class Config(Section):
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    method: MethodConfig = MethodConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: _base_ chain loops back to itself")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
+    bases = raw.pop("_base_", [])
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _deep_merge(merged, _read_yaml(path.parent / base, seen + (path,)))
+    return _deep_merge(merged, raw)
+
+
+def apply_override(tree: dict, override: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (``1e-3``, ``[geo]``, ``null``)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{override}' is not of the form key=value (e.g. optim.lr=0.01)")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    node = tree
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{override}': '{part}' is a value, not a section")
+    node[leaf] = value
+
+
+def _explain(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "<config>"
+    if first["type"] == "extra_forbidden":
+        section = _section_at(first["loc"][:-1])
+        known = ", ".join(section.model_fields) if section else ""
+        return f"unknown config key '{key}'" + (f" (known keys here: {known})" if known else "")
+    if first["type"] == "missing":
+        return f"config key '{key}' is required"
+    got = first.get("input")
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"config key '{key}': {msg} (got {got!r})" if not isinstance(got, dict) else f"{key}: {msg}"
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def build_config(tree: dict) -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML experiment (or start empty), apply dotted overrides, validate."""
+    tree = _read_yaml(Path(path)) if path else {}
+    for override in overrides:
+        apply_override(tree, override)
+    return build_config(tree)

@@ -1,0 +1,96 @@
+"""From a config's ``data`` section to the train/val/test splits and their DataLoaders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from fgvc.config import DataConfig
+from fgvc.data.dataset import ImageDataset, collate
+from fgvc.data.formats import read_dataset
+from fgvc.data.holdout import stratified_holdout
+from fgvc.data.records import DatasetSource, Sample
+from fgvc.data.samplers import ResumableSampler
+from fgvc.data.transforms import eval_transform, train_transform
+from fgvc.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Splits:
+    """The three splits a run uses, and how validation was obtained (stated in reports)."""
+
+    source: DatasetSource
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+    names: dict[str, str]  # split role -> where it came from, e.g. {"val": "holdout 10% of train"}
+
+    @property
+    def classes(self) -> list[str]:
+        return self.source.classes
+
+
+def read_source(cfg: DataConfig) -> DatasetSource:
+    options = {"on_bad_record": cfg.bad_records}
+    if cfg.format == "aircraft":
+        options |= {"level": cfg.level, "crop_banner": cfg.crop_banner}
+    if cfg.name:
+        options["name"] = cfg.name
+    source = read_dataset(cfg.format, Path(cfg.root).expanduser(), **options)
+    for problem in source.problems:
+        log.warning("skipped record: %s", problem)
+    return source
+
+
+def _split(source: DatasetSource, name: str, role: str) -> list[Sample]:
+    if name not in source.splits:
+        raise DataError(f"{source.name}: no split '{name}' for data.{role}_split "
+                        f"(available: {', '.join(sorted(source.splits))})")
+    samples = source.splits[name]
+    if not samples:
+        raise DataError(f"{source.name}: split '{name}' ({role}) is empty")
+    return samples
+
+
+def prepare_splits(cfg: DataConfig) -> Splits:
+    """Read the dataset and pick train/val/test; no official val → seeded stratified hold-out."""
+    source = read_source(cfg)
+    train_name, val_name, test_name = source.default_splits
+    train_name = cfg.train_split or train_name
+    test_name = cfg.test_split or test_name
+    val_name = cfg.val_split or val_name
+    train = _split(source, train_name, "train")
+    test = _split(source, test_name, "test")
+    if val_name in (None, "holdout"):
+        train, val = stratified_holdout(train, cfg.val_fraction, cfg.holdout_seed)
+        val_desc = f"stratified hold-out of {cfg.val_fraction:.0%} of '{train_name}' (seed {cfg.holdout_seed})"
+    else:
+        val, val_desc = _split(source, val_name, "val"), f"official split '{val_name}'"
+    if val_name == test_name:
+        raise DataError(f"data.val_split '{val_name}' is the test split: model selection must not see it")
+    names = {"train": f"'{train_name}'" + (" minus hold-out" if "hold-out" in val_desc else ""),
+             "val": val_desc, "test": f"official split '{test_name}'"}
+    return Splits(source, train, val, test, names)
+
+
+def make_dataset(cfg: DataConfig, samples: list[Sample], train: bool) -> ImageDataset:
+    transform = (train_transform(cfg.image_size, cfg.min_scale, cfg.hflip) if train
+                 else eval_transform(cfg.image_size, cfg.crop_pct))
+    return ImageDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip")
+
+
+def make_loader(cfg: DataConfig, dataset: ImageDataset, *, train: bool, seed: int = 0,
+                rank: int = 0, world_size: int = 1) -> DataLoader:
+    """Training loaders shuffle with a resumable sampler; eval loaders keep order (sharded when DDP)."""
+    sampler = ResumableSampler(len(dataset), seed, shuffle=train, rank=rank, world_size=world_size)
+    workers = cfg.num_workers
+    return DataLoader(dataset, batch_size=cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size),
+                      sampler=sampler, num_workers=workers, collate_fn=collate,
+                      pin_memory=torch.cuda.is_available(), drop_last=train,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)

@@ -1,0 +1,75 @@
+"""A whole run: train, evaluate the best checkpoint on test once, write the report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from fgvc.analysis.report import write_report
+from fgvc.config import Config
+from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
+from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.engine.evaluate import evaluate
+from fgvc.engine.trainer import Trainer, prepare_run_dir, resolve_device, setup_file_logging
+from fgvc.errors import FgvcError
+from fgvc.methods import build_method
+from fgvc.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+def _protocol(cfg: Config, splits: Splits, evaluated: str, missing: int | None) -> dict:
+    counts = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
+    return {"splits": splits.names, "counts": counts, "seed": cfg.seed, "evaluated_split": evaluated,
+            "tta": "single centre crop", "metadata": cfg.data.metadata,
+            "missing_metadata": missing if cfg.data.metadata else None}
+
+
+def _report(cfg: Config, splits: Splits, model: torch.nn.Module, test: dict, split: str,
+            missing: int | None, state: dict | None = None, epochs: list[dict] | None = None) -> dict:
+    return {"name": cfg.name, "dataset": splits.source.name, "model": cfg.model.backbone,
+            "method": cfg.method.name, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "best_epoch": (state or {}).get("best_epoch", -1) + 1, "best_val_top1": (state or {}).get("best_top1"),
+            "protocol": _protocol(cfg, splits, split, missing), "test": test, "epochs": epochs or []}
+
+
+def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
+    run_dir = prepare_run_dir(cfg, overwrite)
+    setup_file_logging(run_dir)
+    trainer = Trainer(cfg)
+    log.info("run folder %s; %d classes; train %d / val %d / test %d images; device %s",
+             run_dir, trainer.num_classes, len(trainer.splits.train), len(trainer.splits.val),
+             len(trainer.splits.test), trainer.device)
+    state = trainer.fit()
+    epochs = trainer.metrics.rows()
+    report = evaluate_checkpoint(cfg, run_dir / "checkpoints" / "best.pt", splits=trainer.splits,
+                                 write=False)
+    report |= {"best_epoch": state.best_epoch + 1, "best_val_top1": state.best_top1, "epochs": epochs}
+    write_report(run_dir, report, trainer.splits.classes)
+    return report
+
+
+def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test",
+                        splits: Splits | None = None, write: bool = True) -> dict:
+    """Evaluate a checkpoint on one split of the config's dataset; by default writes the report."""
+    splits = splits or prepare_splits(cfg.data)
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("classes") and list(ckpt["classes"]) != list(splits.classes):
+        raise FgvcError(f"{checkpoint}: trained on {len(ckpt['classes'])} classes of "
+                        f"'{ckpt.get('dataset')}', not the {len(splits.classes)} classes of this dataset")
+    device = resolve_device(cfg.train.device)
+    model = build_model(cfg, len(splits.classes))
+    model.load_state_dict(ckpt["model"])
+    model.to(device)
+    samples = {"test": splits.test, "val": splits.val, "train": splits.train}[split]
+    dataset = make_dataset(cfg.data, samples, train=False)
+    loader = make_loader(cfg.data, dataset, train=False)
+    metrics = evaluate(model, build_method(cfg, len(splits.classes)), loader, device, len(splits.classes),
+                       cfg.eval.topk, progress=cfg.train.progress)
+    report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
+    if write:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        write_report(cfg.run_dir, report, splits.classes)
+    return report

@@ -1,0 +1,270 @@
+"""The training loop: reads top to bottom like torchvision's classification reference.
+
+``train(cfg)`` builds data, model, method, optimiser and schedule, resumes if asked, runs the epochs
+(validation after each, best checkpoint chosen on validation only), then evaluates the best
+checkpoint on the test split and writes the report. Checkpoints hold everything a resumed run needs
+to continue bit-identically on CPU in deterministic mode: model, optimiser, scheduler, scaler, epoch
+and position inside it, and the Python/NumPy/torch RNG states.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from fgvc.config import Config
+from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
+from fgvc.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from fgvc.engine.evaluate import evaluate, move
+from fgvc.engine.metrics_log import MetricsLog
+from fgvc.engine.schedule import build_scheduler
+from fgvc.errors import FgvcError
+from fgvc.methods import build_method
+from fgvc.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FgvcError):
+    pass
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # current epoch (0-based)
+    step_in_epoch: int = 0  # optimiser steps already taken in this epoch
+    global_step: int = 0
+    best_top1: float = -1.0
+    best_epoch: int = -1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FgvcError(f"train.device={name} but no CUDA device is visible (use train.device=cpu)")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Two parameter groups: the pretrained backbone (``backbone_lr``) and the new layers (``lr``)."""
+    o = cfg.optim
+    scale = cfg.data.batch_size / o.base_batch_size if o.base_batch_size else 1.0
+    new = {id(p) for p in model.new_parameters()}
+    new_params = [p for p in model.parameters() if id(p) in new]
+    old_params = [p for p in model.parameters() if id(p) not in new]
+    groups = [{"params": old_params, "lr": (o.backbone_lr or o.lr) * scale, "name": "backbone"},
+              {"params": new_params, "lr": o.lr * scale, "name": "new"}]
+    groups = [g for g in groups if g["params"]]
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, betas=o.betas, weight_decay=o.weight_decay)
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Frozen: no gradients and BatchNorm statistics kept (eval mode) in the pretrained part."""
+    new = {id(p) for p in model.new_parameters()}
+    for p in model.parameters():
+        if id(p) not in new:
+            p.requires_grad_(not frozen)
+    if frozen:
+        model.backbone.eval()
+
+
+class Trainer:
+    def __init__(self, cfg: Config, splits: Splits | None = None):
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        self.device = resolve_device(cfg.train.device)
+        on_cuda = self.device.type == "cuda"
+        self.amp = on_cuda if cfg.train.amp is None else cfg.train.amp
+        self.channels_last = on_cuda if cfg.train.channels_last is None else cfg.train.channels_last
+        seed_everything(cfg.seed, cfg.train.deterministic)
+
+        self.splits = splits or prepare_splits(cfg.data)
+        self.num_classes = len(self.splits.classes)
+        self.train_set = make_dataset(cfg.data, self.splits.train, train=True)
+        self.val_set = make_dataset(cfg.data, self.splits.val, train=False)
+        self.train_loader = make_loader(cfg.data, self.train_set, train=True, seed=cfg.seed)
+        self.val_loader = make_loader(cfg.data, self.val_set, train=False)
+        self.steps_per_epoch = len(self.train_loader)
+        if cfg.train.limit_train_batches:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.train.limit_train_batches)
+        if self.steps_per_epoch == 0:
+            raise FgvcError(f"train split has {len(self.train_set)} images, fewer than one batch of "
+                            f"{cfg.data.batch_size}: lower data.batch_size")
+
+        self.model = build_model(cfg, self.num_classes).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.method = build_method(cfg, self.num_classes)
+        self.optimizer = build_optimizer(cfg, self.model)
+        s = cfg.schedule
+        self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch, s.epochs, s.warmup_epochs,
+                                         s.warmup_factor, s.min_lr_factor)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and on_cuda)
+        self.state = TrainState()
+        self.ckpt_dir = self.run_dir / "checkpoints"
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def checkpoint(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "state": asdict(self.state), "rng": rng_state(), "config": self.cfg.model_dump(mode="json"),
+                "classes": self.splits.classes, "dataset": self.splits.source.name}
+
+    def save_last(self) -> None:
+        save_atomic(self.checkpoint(), self.ckpt_dir / "last.pt")
+
+    def save_best(self) -> None:
+        save_atomic({"model": self.model.state_dict(), "state": asdict(self.state),
+                     "config": self.cfg.model_dump(mode="json"), "classes": self.splits.classes,
+                     "dataset": self.splits.source.name}, self.ckpt_dir / "best.pt")
+
+    def resume(self) -> None:
+        ckpt = load_checkpoint(self.ckpt_dir / "last.pt")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["state"])
+        set_rng_state(ckpt["rng"])
+        log.info("resumed from %s at epoch %d, step %d", self.ckpt_dir / "last.pt", self.state.epoch,
+                 self.state.step_in_epoch)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        cfg = self.cfg
+        resuming = cfg.train.resume and (self.ckpt_dir / "last.pt").exists()
+        if cfg.train.resume and not resuming:
+            log.info("train.resume=true but no checkpoint in %s: starting from scratch", self.ckpt_dir)
+        self.metrics = MetricsLog(self.run_dir, resume=resuming)
+        if resuming:
+            self.resume()
+            self.metrics.truncate(self.state.epoch)
+        try:
+            while self.state.epoch < cfg.schedule.epochs:
+                row = self.train_one_epoch()
+                val = evaluate(self.model, self.method, self.val_loader, self.device, self.num_classes,
+                               cfg.eval.topk, amp=self.amp, channels_last=self.channels_last,
+                               desc="val", progress=cfg.train.progress)
+                row |= {"val_top1": val["top1"], f"val_top{cfg.eval.topk[1]}": val[f"top{cfg.eval.topk[1]}"]}
+                improved = val["top1"] > self.state.best_top1
+                if improved:
+                    self.state.best_top1, self.state.best_epoch = val["top1"], self.state.epoch
+                self.metrics.epoch(row)
+                log.info("epoch %d/%d  loss %.4f  train_top1 %.2f  val_top1 %.2f%s  (%.0f img/s)",
+                         self.state.epoch + 1, cfg.schedule.epochs, row["train_loss"], row["train_top1"],
+                         val["top1"], "  *best*" if improved else "", row["images_per_s"])
+                self.state.epoch += 1
+                self.state.step_in_epoch = 0
+                if improved:
+                    self.save_best()
+                self.save_last()
+        finally:
+            self.metrics.close()
+        return self.state
+
+    def train_one_epoch(self) -> dict:
+        cfg, state = self.cfg, self.state
+        model, optimizer = self.model, self.optimizer
+        model.train()
+        frozen = state.epoch < cfg.schedule.freeze_backbone_epochs
+        set_backbone_frozen(model, frozen)
+        sampler = self.train_loader.sampler
+        sampler.set_epoch(state.epoch, start=state.step_in_epoch * cfg.data.batch_size)
+        total = self.steps_per_epoch - state.step_in_epoch
+        bar = tqdm(total=total, desc=f"epoch {state.epoch + 1}/{cfg.schedule.epochs}", leave=False,
+                   disable=not cfg.train.progress, dynamic_ncols=True)
+        loss_sum, correct, seen, skipped, start = 0.0, 0, 0, 0, time.perf_counter()
+        for batch in self.train_loader:
+            if state.step_in_epoch >= self.steps_per_epoch:
+                break
+            skipped += len(batch["skipped"])
+            if "image" not in batch:
+                continue
+            batch = move(batch, self.device, self.channels_last)
+            loss, logits = self.train_step(batch)
+            state.step_in_epoch += 1
+            state.global_step += 1
+            n = len(batch["label"])
+            loss_sum += loss * n
+            correct += int((logits.argmax(1) == batch["label"]).sum())
+            seen += n
+            lr = optimizer.param_groups[-1]["lr"]
+            speed = seen / (time.perf_counter() - start)
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
+            if state.global_step % cfg.train.log_every_steps == 0:
+                self.metrics.step(state.global_step, loss=loss, lr=lr)
+            every = cfg.train.checkpoint_every_steps
+            if every and state.global_step % every == 0 and state.step_in_epoch < self.steps_per_epoch:
+                self.save_last()
+        bar.close()
+        if skipped:
+            log.warning("epoch %d: skipped %d unreadable images (named above)", state.epoch + 1, skipped)
+        elapsed = time.perf_counter() - start
+        return {"epoch": state.epoch, "train_loss": loss_sum / max(seen, 1),
+                "train_top1": 100.0 * correct / max(seen, 1), "lr": optimizer.param_groups[-1]["lr"],
+                "images_per_s": seen / max(elapsed, 1e-9), "epoch_time_s": elapsed, "skipped_images": skipped}
+
+    def train_step(self, batch: dict) -> tuple[float, torch.Tensor]:
+        with torch.autocast(self.device.type, enabled=self.amp):
+            loss, logits = self.method.training_loss(self.model, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at epoch {self.state.epoch + 1}, step "
+                f"{self.state.step_in_epoch + 1} (global step {self.state.global_step + 1}); the last good "
+                f"checkpoint is {self.ckpt_dir / 'last.pt'} — lower optim.lr or set train.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item(), logits.detach()
+
+
+def prepare_run_dir(cfg: Config, overwrite: bool = False) -> Path:
+    """Create ``runs/<name>/`` and save the resolved config; refuse to clobber a run by accident."""
+    run_dir = cfg.run_dir
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.exists() and not cfg.train.resume and not overwrite:
+        raise FgvcError(f"{run_dir} already holds a run: pass train.resume=true to continue it, "
+                        "name=<other> for a new one, or --overwrite to start again")
+    if overwrite and not cfg.train.resume:
+        for old in (run_dir / "checkpoints").glob("*.pt"):
+            old.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    return run_dir
+
+
+def setup_file_logging(run_dir: Path) -> None:
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("fgvc").addHandler(handler)

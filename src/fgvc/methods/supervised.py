@@ -1,0 +1,39 @@
+"""One forward, one loss: the image-only baseline (and, later, every metadata-fusion model).
+
+A method turns a batch into a loss for training and into logits for prediction; the engine does
+everything else. Mixup/cutmix come from timm (its ``Mixup`` draws from numpy's global RNG, which the
+checkpoints save, so resumed runs mix identically).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from torch import nn
+
+from fgvc.config import Config
+
+
+class Supervised:
+    def __init__(self, cfg: Config, num_classes: int):
+        t = cfg.train
+        self.label_smoothing = t.label_smoothing
+        self.mixup = None
+        if t.mixup_alpha > 0 or t.cutmix_alpha > 0:
+            self.mixup = Mixup(mixup_alpha=t.mixup_alpha, cutmix_alpha=t.cutmix_alpha, prob=t.mix_prob,
+                               label_smoothing=t.label_smoothing, num_classes=num_classes)
+
+    def training_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(loss, logits)``; logits are of the (possibly mixed) input, for running accuracy."""
+        images, labels, meta = batch["image"], batch["label"], batch["meta"]
+        if self.mixup is not None and len(images) % 2 == 0:
+            images, targets = self.mixup(images, labels)
+            logits = model(images, meta)
+            return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean(), logits
+        logits = model(images, meta)
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing), logits
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        return model(batch["image"], batch["meta"])
