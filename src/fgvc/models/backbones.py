@@ -50,7 +50,7 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
 
 def create_timm(name: str, pretrained: str | None, **kwargs) -> nn.Module:
     """``timm.create_model`` with the weight-source rule above."""
-    if name not in timm.list_models() and not timm.is_model(name):
+    if not timm.is_model(name):
         raise FgvcError(f"unknown timm model '{name}' (see timm.list_models())")
     if pretrained == "hub":
         try:

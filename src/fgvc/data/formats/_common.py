@@ -187,3 +187,12 @@ def as_int(value: object) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
+
+
+def user_default_splits(splits: dict) -> tuple[str, str | None, str | None]:
+    """(train, val, test) for a user's folder or manifest: train is "train"; test is "test", else
+    "val" (and then val is None, so model selection uses a hold-out of train and never the split
+    that is reported), else None (no test set: only the hold-out is evaluated)."""
+    if "test" in splits:
+        return ("train", "val" if "val" in splits else None, "test")
+    return ("train", None, "val" if "val" in splits else None)

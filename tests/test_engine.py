@@ -1,0 +1,178 @@
+"""Training engine on tiny real runs: end to end, resume after SIGKILL, NaN stop, bad images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import tiny_config, tiny_tree, write_folder_dataset
+from fgvc.cli import main
+from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.engine.run import train_and_report
+from fgvc.engine.schedule import warmup_cosine
+from fgvc.engine.trainer import Trainer
+from fgvc.errors import DataError, FgvcError
+
+
+def test_train_and_evaluate_end_to_end(folder_dataset, tmp_path, capsys):
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_tree(folder_dataset, tmp_path / "runs")))
+    assert main(["-q", "train", str(cfg_path), "schedule.epochs=3"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    for name in ("config.yaml", "metrics.csv", "metrics.jsonl", "report.md", "report.json", "curves.png",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    report = json.loads((run / "report.json").read_text())
+    assert report["test"]["num_samples"] == 12  # 3 classes x 4 test images, each counted once
+    assert len(report["epochs"]) == 3
+    assert report["protocol"]["splits"]["val"].startswith("stratified hold-out")
+    assert report["test"]["top1"] > 100 / 3  # colour classes: well above chance after 3 epochs
+    assert list(run.glob("tensorboard/events.out.tfevents.*"))
+    # the saved config is the resolved one, with the override applied
+    assert yaml.safe_load((run / "config.yaml").read_text())["schedule"]["epochs"] == 3
+    # evaluate the best checkpoint again from the CLI: same figure
+    capsys.readouterr()
+    assert main(["-q", "evaluate", str(cfg_path), f"checkpoint={run / 'checkpoints' / 'best.pt'}"]) == 0
+    assert f"top-1 {report['test']['top1']:.2f}" in capsys.readouterr().out
+    # a second train without resume must not clobber the run
+    assert main(["-q", "train", str(cfg_path)]) == 2
+
+
+def test_best_checkpoint_is_chosen_on_validation(folder_dataset, tmp_path):
+    cfg = tiny_config(folder_dataset, tmp_path, schedule={"epochs": 3})
+    report = train_and_report(cfg)
+    rows = report["epochs"]
+    best = max(range(len(rows)), key=lambda i: (rows[i]["val_top1"], -i))
+    assert report["best_epoch"] == best + 1
+    assert load_checkpoint(cfg.run_dir / "checkpoints" / "best.pt")["state"]["best_epoch"] == best
+
+
+def _final_weights(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_killed_run_resumes_to_identical_weights(tmp_path, workers):
+    data = write_folder_dataset(tmp_path / "data", classes=3, train_per_class=40, test_per_class=2)
+    over = {"data": {"num_workers": workers}, "schedule": {"epochs": 3},
+            "train": {"checkpoint_every_steps": 1}, "optim": {"lr": 0.05},
+            }
+    reference = tiny_config(data, tmp_path / "ref", **over)
+    Trainer(reference).fit()
+
+    tree = tiny_tree(data, tmp_path / "killed", **over)
+    cfg_path = tmp_path / "killed.yaml"
+    cfg_path.write_text(yaml.safe_dump(tree))
+    last = tmp_path / "killed" / "tiny" / "checkpoints" / "last.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "fgvc", "-q", "train", str(cfg_path)],
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    steps_per_epoch = 90 // 4
+    deadline = time.time() + 120
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            state = load_checkpoint(last)["state"]  # atomic writes: always readable
+            if state["global_step"] >= steps_per_epoch + 3:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed_at = state
+                break
+        time.sleep(0.02)
+    assert killed_at is not None, "the run finished before it could be killed"
+    state = load_checkpoint(last)["state"]
+    assert state["epoch"] < 3 and (state["epoch"], state["step_in_epoch"]) != (3, 0)
+    resumed = tiny_config(data, tmp_path / "killed", train={"resume": True}, **{k: v for k, v in over.items()
+                                                                               if k != "train"})
+    resumed = resumed.model_copy(update={"train": resumed.train.model_copy(
+        update={"checkpoint_every_steps": 1, "resume": True})})
+    Trainer(resumed).fit()
+    ref, got = _final_weights(reference.run_dir), _final_weights(resumed.run_dir)
+    assert ref.keys() == got.keys()
+    for key in ref:
+        assert torch.equal(ref[key], got[key]), key
+    # the metrics file has one row per epoch, no duplicate from the interrupted epoch
+    rows = [json.loads(l) for l in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_good(folder_dataset, tmp_path, monkeypatch):
+    from fgvc.methods.supervised import Supervised
+
+    cfg = tiny_config(folder_dataset, tmp_path, schedule={"epochs": 3})
+    trainer = Trainer(cfg)
+    calls = {"n": 0}
+    original = Supervised.training_loss
+
+    def poisoned(self, model, batch):
+        loss, logits = original(self, model, batch)
+        calls["n"] += 1
+        return (loss * float("nan"), logits) if calls["n"] == trainer.steps_per_epoch + 2 else (loss, logits)
+
+    monkeypatch.setattr(Supervised, "training_loss", poisoned)
+    with pytest.raises(FgvcError, match=rf"epoch 2, step 2 \(global step {trainer.steps_per_epoch + 2}\)"):
+        trainer.fit()
+    good = load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")
+    assert good["state"]["epoch"] == 1 and good["state"]["step_in_epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+
+
+def test_corrupt_image_is_named_or_skipped(tmp_path, capsys):
+    data = write_folder_dataset(tmp_path / "data", classes=2, train_per_class=8, test_per_class=2)
+    bad = data / "train" / "class_0" / "007.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated PNG
+    cfg = tiny_config(data, tmp_path / "runs", data={"val_fraction": 0.25, "num_workers": 2},
+                      schedule={"epochs": 1, "warmup_epochs": 0})
+    with pytest.raises(DataError) as info:
+        Trainer(cfg).fit()
+    assert "007.png" in str(info.value)
+    # from the CLI: one line naming the file, exit code 2, no traceback
+    cfg_path = tmp_path / "bad.yaml"
+    cfg_path.write_text(cfg.to_yaml())
+    capsys.readouterr()
+    assert main(["-q", "train", str(cfg_path), "name=cli", "data.val_fraction=0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "007.png" in err[0] and "Traceback" not in err[0]
+    # with the skip policy the run completes and counts the skip
+    skip = cfg.model_copy(update={"name": "skip", "data": cfg.data.model_copy(update={"bad_images": "skip"})})
+    Trainer(skip).fit()
+    rows = [json.loads(l) for l in (skip.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["skipped_images"] for r in rows) in (0, 1)  # 0 when the bad file landed in val
+    assert any(bad.name in line for line in (skip.run_dir / "train.log").read_text().splitlines()) or \
+        sum(r["skipped_images"] for r in rows) == 0
+
+
+def test_warmup_then_cosine():
+    values = [warmup_cosine(s, total_steps=100, warmup_steps=10, warmup_factor=0.1, min_factor=0.0)
+              for s in range(101)]
+    assert values[0] == pytest.approx(0.1) and values[5] == pytest.approx(0.55)
+    assert values[10] == pytest.approx(1.0) and values[55] == pytest.approx(0.5)
+    assert values[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+
+
+def test_frozen_backbone_epochs_leave_backbone_untouched(folder_dataset, tmp_path):
+    cfg = tiny_config(folder_dataset, tmp_path, schedule={"epochs": 1, "warmup_epochs": 0,
+                                                           "freeze_backbone_epochs": 1})
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
+
+
+def test_param_groups_have_their_own_learning_rates(folder_dataset, tmp_path):
+    cfg = tiny_config(folder_dataset, tmp_path, optim={"lr": 0.1, "backbone_lr": 0.01, "base_batch_size": 8})
+    groups = {g["name"]: g for g in Trainer(cfg).optimizer.param_groups}
+    assert groups["new"]["initial_lr"] == pytest.approx(0.1 * 4 / 8)
+    assert groups["backbone"]["initial_lr"] == pytest.approx(0.01 * 4 / 8)
