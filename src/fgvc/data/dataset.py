@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -13,9 +12,6 @@ from torch.utils.data import Dataset, default_collate
 from fgvc.data.metadata import encode_batch
 from fgvc.data.records import Sample
 from fgvc.errors import DataError
-
-log = logging.getLogger(__name__)
-
 
 def load_image(sample: Sample) -> Image.Image:
     """Decode fully (so truncated files fail here, naming the file) and apply the format's trim."""
@@ -34,7 +30,8 @@ class ImageDataset(Dataset):
 
     Indices may be plain ints (evaluation) or ``(index, aug_seed)`` pairs from ``ResumableSampler``
     (training), in which case the augmentation runs under that seed. With ``skip_bad_images`` an
-    unreadable image yields ``None``; ``collate`` drops it and reports its path in ``batch["skipped"]``.
+    unreadable image yields a ``{"skipped": message}`` item; ``collate`` drops it and reports the message
+    (which names the file) in ``batch["skipped"]``.
     """
 
     def __init__(self, samples: Sequence[Sample], transform: Callable,
@@ -57,8 +54,7 @@ class ImageDataset(Dataset):
         except DataError as exc:
             if not self.skip_bad_images:
                 raise
-            log.warning("skipped: %s", exc)
-            return {"skipped": sample.path}
+            return {"skipped": str(exc)}  # logged by the main process, which sees the whole batch
         if seed is None:
             image = self.transform(img)
         else:
@@ -70,7 +66,7 @@ class ImageDataset(Dataset):
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack good items; the paths of skipped (unreadable) images travel in ``batch["skipped"]``."""
+    """Stack good items; messages about skipped (unreadable) images travel in ``batch["skipped"]``."""
     good = [item for item in items if "skipped" not in item]
     batch = default_collate(good) if good else {}
     batch["skipped"] = [item["skipped"] for item in items if "skipped" in item]

@@ -14,7 +14,8 @@ import numpy as np
 from fgvc.data.records import Sample
 
 
-def stratified_holdout(samples: Sequence[Sample], fraction: float, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+def stratified_holdout(samples: Sequence[Sample], fraction: float,
+                       seed: int = 0) -> tuple[list[Sample], list[Sample]]:
     """Split ``samples`` into (train, val) with about ``fraction`` of each class in val.
 
     Per class of n samples, round(n * fraction) go to val, at most n - 1: a class with one sample

@@ -202,6 +202,8 @@ class Trainer:
         for batch in self.train_loader:
             if state.step_in_epoch >= self.steps_per_epoch:
                 break
+            for message in batch["skipped"]:
+                log.warning("skipped %s", message)
             skipped += len(batch["skipped"])
             if "image" not in batch:
                 continue

@@ -38,7 +38,7 @@ def format_options(fmt: str) -> list[str]:
 
 
 def read_dataset(fmt: str, root: str | os.PathLike, **options) -> DatasetSource:
-    """Read the dataset at ``root`` in format ``fmt`` (a key of ``FORMATS``); unknown names are a DataError."""
+    """Read the dataset at ``root`` in format ``fmt`` (a key of ``FORMATS``) with its ``options``."""
     if fmt not in FORMATS:
         raise DataError(f"unknown dataset format {fmt!r}; formats are {', '.join(FORMATS)}")
     unknown = [k for k in options if k not in format_options(fmt)]

@@ -6,6 +6,7 @@ the record, e.g. ``"images.txt: line 7: duplicate image id 12"``.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -65,6 +66,25 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             yield number, line.strip()
 
 
+def read_csv(path: str | os.PathLike, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line number, row)]) of a CSV file whose header must name the ``required`` columns."""
+    path = require(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in reader.fieldnames or ()]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise DataError(f"{path.name}: the header must name columns {','.join(required)} "
+                                f"(line 1 is {','.join(header)!r})")
+            reader.fieldnames = header
+            return header, [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise DataError(f"{path.name}: not valid CSV ({exc})") from None
+
+
 def read_pairs(path: str | os.PathLike, problems: Problems, expected: str) -> dict[str, str]:
     """``"<id> <rest>"`` lines as {id: rest}; malformed lines and duplicate ids are bad records.
 
@@ -103,7 +123,7 @@ def image_exists(path: str, where: str, problems: Problems, check: bool = True) 
     """os.path.isfile (cheap, no decoding); a missing image is a bad record naming the path."""
     if not check or os.path.isfile(path):
         return True
-    problems.bad(f"{where}: image {path} not found")
+    problems.bad(f"{where}: file {path} not found")
     return False
 
 
@@ -140,7 +160,7 @@ def load_mat(path: str | os.PathLike) -> dict:
     path = require(path)
     try:
         return scipy.io.loadmat(path, squeeze_me=True)
-    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError... for a bad file
+    except Exception as exc:  # noqa: BLE001 - scipy raises ValueError, TypeError, MatReadError...
         raise DataError(f"{path.name}: not a readable .mat file ({type(exc).__name__}: {exc})") from None
 
 

@@ -1,5 +1,7 @@
 """FGVC-Aircraft 2013b: ``images/<7-digit id>.jpg`` with one list file per level and split.
 
+``root`` is ``fgvc-aircraft-2013b``, its ``data/`` folder (where the files are) or its parent.
+
 ``images_<level>_<split>.txt`` holds "<image_id> <name, may contain spaces>" for level variant (100
 classes), family (70) or manufacturer (30), split train / val / trainval / test. Class names and
 their order (= labels) come from ``variants.txt`` / ``families.txt`` / ``manufacturers.txt``.
@@ -25,11 +27,11 @@ BANNER_HEIGHT = 20
 
 
 def _find_root(root: str | os.PathLike) -> Path:
-    """Accept ``fgvc-aircraft-2013b`` or its ``data/`` folder."""
-    for candidate in (Path(root), Path(root) / "data"):
+    """Accept ``fgvc-aircraft-2013b``, its ``data/`` folder or its parent."""
+    for candidate in (Path(root), Path(root) / "data", Path(root) / "fgvc-aircraft-2013b" / "data"):
         if (candidate / "variants.txt").is_file():
             return candidate
-    raise DataError(f"{Path(root) / 'variants.txt'}: not found (nor in {Path(root) / 'data'})")
+    raise DataError(f"{Path(root) / 'variants.txt'}: not found (nor in data/ or fgvc-aircraft-2013b/data/)")
 
 
 def read(root: str | os.PathLike, level: str = "variant", crop_banner: bool = True,

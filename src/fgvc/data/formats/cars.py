@@ -14,8 +14,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fgvc.data.formats._common import (Problems, absolute, as_int, finish, image_exists, load_mat, mat_list,
-                                       mat_records, mat_variable)
+from fgvc.data.formats._common import (
+    Problems,
+    absolute,
+    as_int,
+    finish,
+    image_exists,
+    load_mat,
+    mat_list,
+    mat_records,
+    mat_variable,
+)
 from fgvc.data.records import DatasetSource, Sample
 from fgvc.errors import DataError
 
@@ -67,7 +76,7 @@ def _sample(record: dict, number: int, file: str, image_key: str, image_dir: Pat
 def _read_devkit(root: Path, name: str, problems: Problems, check_images: bool):
     meta = root / "devkit" / "cars_meta.mat"
     classes = [str(c) for c in mat_list(mat_variable(load_mat(meta), "class_names", meta))]
-    test_candidates = [root / "cars_test_annos_withlabels.mat", root / "devkit" / "cars_test_annos_withlabels.mat"]
+    test_candidates = [root / folder / "cars_test_annos_withlabels.mat" for folder in (".", "devkit")]
     test_file = next((p for p in test_candidates if p.is_file()), None)
     if test_file is None:
         raise DataError(f"{test_candidates[0]}: not found (nor in devkit/); the test labels are in "

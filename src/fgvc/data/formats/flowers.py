@@ -14,8 +14,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from fgvc.data.formats._common import (Problems, absolute, as_int, finish, image_exists, load_mat, mat_list,
-                                       mat_variable, numbered_lines)
+from fgvc.data.formats._common import (
+    Problems,
+    absolute,
+    as_int,
+    finish,
+    image_exists,
+    load_mat,
+    mat_list,
+    mat_variable,
+    numbered_lines,
+)
 from fgvc.data.records import DatasetSource, Sample
 from fgvc.errors import DataError
 
@@ -45,7 +54,8 @@ def read(root: str | os.PathLike, names: str | os.PathLike | Sequence[str] | Non
     samples_of: dict[int, Sample] = {}  # image number -> sample (train and val share them in trainval)
     for number, (raw, label) in enumerate(zip(raw_labels, labels), 1):
         if label is None or not 1 <= label <= len(classes):
-            problems.bad(f"{labels_path.name}: image {number}: label {raw!r} is not in 1..{len(classes)}")
+            shown = raw if label is None else label
+            problems.bad(f"{labels_path.name}: image {number}: label {shown!r} is not in 1..{len(classes)}")
             continue
         image_id = f"image_{number:05d}"
         samples_of[number] = Sample(path=absolute(root / "jpg", f"{image_id}.jpg"), label=label - 1,

@@ -38,8 +38,8 @@ def _layout(root: Path) -> dict[str, Path]:
         return {"train": root}
     others = [d for d in top if d not in SPLIT_NAMES]
     if others:
-        raise DataError(f"{root}: has split folders ({', '.join(split_dirs)}) and other folders ({others[0]}); "
-                        "use root/<class>/<image> or root/<split>/<class>/<image>")
+        raise DataError(f"{root}: has split folders ({', '.join(split_dirs)}) and other folders "
+                        f"({others[0]}); use root/<class>/<image> or root/<split>/<class>/<image>")
     return {s: root / s for s in SPLIT_NAMES if s in split_dirs}
 
 

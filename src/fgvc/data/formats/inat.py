@@ -133,7 +133,7 @@ def read(root: str | os.PathLike, year: str | int, splits: Sequence[str] | None 
     year = str(year)
     if year not in SPLIT_FILES:
         raise DataError(f"inat: year must be one of {', '.join(SPLIT_FILES)}, not {year!r}")
-    root, problems, name = Path(require(root)), Problems(on_bad_record), name or f"inat{year}"
+    root, problems, name = require(root), Problems(on_bad_record), name or f"inat{year}"
     files = SPLIT_FILES[year]
     unknown = [s for s in (splits or ()) if s not in files]
     if unknown:

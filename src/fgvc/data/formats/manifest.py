@@ -11,13 +11,21 @@ number in [0, 1] (fraction of the year). ``root`` is the manifest file, or a fol
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 
-from fgvc.data.formats._common import (Problems, absolute, finish, image_exists, number, numbered_lines,
-                                       require, user_default_splits)
+from fgvc.data.formats._common import (
+    Problems,
+    absolute,
+    finish,
+    image_exists,
+    number,
+    numbered_lines,
+    read_csv,
+    require,
+    user_default_splits,
+)
 from fgvc.data.records import DatasetSource, Sample
 from fgvc.errors import DataError
 
@@ -48,19 +56,8 @@ def _rows(path: Path, problems: Problems) -> tuple[list[tuple[int, dict]], bool]
             else:
                 problems.bad(f"{path.name}: line {line_number}: not a JSON object")
         return rows, any("split" in row for _, row in rows)
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            header = [h.strip() for h in reader.fieldnames or ()]
-            if "path" not in header or "label" not in header:
-                raise DataError(f"{path.name}: the header must name columns path,label "
-                                f"(line 1 is {','.join(header)!r})")
-            reader.fieldnames = header
-            return [(reader.line_num, row) for row in reader], "split" in header
-    except UnicodeDecodeError:
-        raise DataError(f"{path.name}: not UTF-8 text") from None
-    except csv.Error as exc:
-        raise DataError(f"{path.name}: not valid CSV ({exc})") from None
+    header, rows = read_csv(path, ("path", "label"))
+    return rows, "split" in header
 
 
 def _text(value: object) -> str:

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvc.data.formats._common import Problems, absolute, finish, image_exists, number, numbered_lines, require
+from fgvc.data.formats._common import (
+    Problems,
+    absolute,
+    finish,
+    image_exists,
+    number,
+    numbered_lines,
+    read_csv,
+    require,
+)
 from fgvc.data.records import DatasetSource, Sample
 from fgvc.errors import DataError
 
@@ -82,12 +91,7 @@ def read(root: str | os.PathLike, image_dir: str | os.PathLike | None = None, sp
                            f"fgvc.data.formats.yfcc.make_split('{root / 'photo2gps.txt'}', '{csv_path}')")
     if image_dir is None:
         image_dir = root / "img" if (root / "img").is_dir() else root
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise DataError(f"{csv_path.name}: header lacks column '{missing[0]}' (need {','.join(COLUMNS)})")
-        rows = [(reader.line_num, row) for row in reader]
+    _, rows = read_csv(csv_path, COLUMNS)
     classes = sorted({(row["path"] or "").split("/")[0] for _, row in rows} - {""})
     label_of = {c: i for i, c in enumerate(classes)}
 
@@ -97,12 +101,13 @@ def read(root: str | os.PathLike, image_dir: str | os.PathLike | None = None, sp
         where = f"{csv_path.name}: line {line_number}"
         path, split, given = row["path"] or "", row["split"] or "", (row["class"] or "").strip()
         class_name = path.split("/")[0]
-        if "/" not in path:
+        if "/" not in path or not class_name:
             problems.bad(f"{where}: path {path!r} is not '<class>/<file>'")
         elif split not in ("train", "val", "test"):
             problems.bad(f"{where}: split {split!r} is not train, val or test")
         elif given not in (class_name, str(label_of[class_name])):
-            problems.bad(f"{where}: class {given!r} disagrees with path {path!r} (label {label_of[class_name]})")
+            problems.bad(f"{where}: class {given!r} disagrees with path {path!r} "
+                         f"(label {label_of[class_name]})")
         elif path in seen:
             problems.bad(f"{where}: duplicate path {path}")
         else:
