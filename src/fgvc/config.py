@@ -32,6 +32,7 @@ class DataConfig(Section):
     val_split: str | None = None  # None: reader default; "holdout": always hold out from train
     test_split: str | None = None  # None: reader default; never used for model selection
     val_fraction: float = Field(0.1, gt=0, lt=1)  # size of the stratified hold-out
+    test_fraction: float = Field(0.2, gt=0, lt=1)  # hold-out used as test only if there is no test split
     holdout_seed: int = 0
     level: Literal["variant", "family", "manufacturer"] = "variant"  # FGVC-Aircraft label level
     crop_banner: bool = True  # FGVC-Aircraft: cut the 20-px copyright banner

@@ -59,23 +59,34 @@ def _split(source: DatasetSource, name: str, role: str) -> list[Sample]:
 
 
 def prepare_splits(cfg: DataConfig) -> Splits:
-    """Read the dataset and pick train/val/test; no official val → seeded stratified hold-out."""
+    """Read the dataset and pick train/val/test.
+
+    No official val split → a seeded stratified hold-out of train selects the model. No test split
+    at all (a plain folder of classes) → another hold-out of train, made first, is the test split.
+    """
     source = read_source(cfg)
     train_name, val_name, test_name = source.default_splits
     train_name = cfg.train_split or train_name
     test_name = cfg.test_split or test_name
     val_name = cfg.val_split or val_name
+    if val_name is not None and val_name == test_name:
+        raise DataError(f"data.val_split '{val_name}' is the test split: model selection must not see it")
+    if test_name is not None and test_name == train_name:
+        raise DataError(f"data.train_split and data.test_split are both '{test_name}'")
     train = _split(source, train_name, "train")
-    test = _split(source, test_name, "test")
+    names = {"train": f"'{train_name}'"}
+    if test_name is None:
+        train, test = stratified_holdout(train, cfg.test_fraction, cfg.holdout_seed + 1)
+        names["test"] = f"stratified hold-out of {cfg.test_fraction:.0%} of '{train_name}' (no test split)"
+    else:
+        test, names["test"] = _split(source, test_name, "test"), f"official split '{test_name}'"
     if val_name in (None, "holdout"):
         train, val = stratified_holdout(train, cfg.val_fraction, cfg.holdout_seed)
-        val_desc = f"stratified hold-out of {cfg.val_fraction:.0%} of '{train_name}' (seed {cfg.holdout_seed})"
+        names["val"] = f"stratified hold-out of {cfg.val_fraction:.0%} of '{train_name}' (seed {cfg.holdout_seed})"
     else:
-        val, val_desc = _split(source, val_name, "val"), f"official split '{val_name}'"
-    if val_name == test_name:
-        raise DataError(f"data.val_split '{val_name}' is the test split: model selection must not see it")
-    names = {"train": f"'{train_name}'" + (" minus hold-out" if "hold-out" in val_desc else ""),
-             "val": val_desc, "test": f"official split '{test_name}'"}
+        val, names["val"] = _split(source, val_name, "val"), f"official split '{val_name}'"
+    if test_name is None or val_name in (None, "holdout"):
+        names["train"] += " minus hold-out"
     return Splits(source, train, val, test, names)
 
 

@@ -105,6 +105,9 @@ class Trainer:
 
         self.splits = splits or prepare_splits(cfg.data)
         self.num_classes = len(self.splits.classes)
+        if not self.splits.val:
+            raise FgvcError(f"the validation split ({self.splits.names['val']}) is empty: raise "
+                            "data.val_fraction or give data.val_split")
         self.train_set = make_dataset(cfg.data, self.splits.train, train=True)
         self.val_set = make_dataset(cfg.data, self.splits.val, train=False)
         self.train_loader = make_loader(cfg.data, self.train_set, train=True, seed=cfg.seed)
