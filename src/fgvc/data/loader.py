@@ -42,6 +42,10 @@ def read_source(cfg: DataConfig) -> DatasetSource:
         options |= {"level": cfg.level, "crop_banner": cfg.crop_banner}
     if cfg.name:
         options["name"] = cfg.name
+    if cfg.format.startswith("inat"):  # parse only the JSON files the run uses (train.json of 2021 is 2.7 M images)
+        default_train = "train_mini" if cfg.format == "inat2021" else "train"
+        wanted = {cfg.train_split or default_train, cfg.test_split or "val", cfg.val_split}
+        options["splits"] = tuple(sorted(s for s in wanted if s not in (None, "holdout")))
     source = read_dataset(cfg.format, Path(cfg.root).expanduser(), **options)
     for problem in source.problems:
         log.warning("skipped record: %s", problem)

@@ -25,13 +25,15 @@ import calendar
 import colorsys
 import dataclasses
 import datetime as dt
+import io
 import json
 import math
 import os
+import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import scipy.io
@@ -101,7 +103,8 @@ class SynthOptions:
             raise ConfigError("synthetic option missing_metadata_fraction must be in [0, 1], "
                               f"got {self.missing_metadata_fraction}")
         if not 0.0 < self.domain_test_fraction < 0.5:
-            raise ConfigError(f"synthetic option domain_test_fraction must be in (0, 0.5), got {self.domain_test_fraction}")
+            raise ConfigError("synthetic option domain_test_fraction must be in (0, 0.5), "
+                              f"got {self.domain_test_fraction}")
         if self.last_year < self.first_year:
             raise ConfigError(f"synthetic option last_year ({self.last_year}) is before first_year ({self.first_year})")
         if not 1 <= self.jpeg_quality <= 100:
@@ -260,6 +263,12 @@ def _shift(colour: tuple[float, float, float], direction: np.ndarray, amount: fl
     return tuple(float(c) for c in out)
 
 
+def _mix(a: tuple[float, float, float], b: tuple[float, float, float], t: float) -> tuple[float, float, float]:
+    """From colour a towards b by t (capped at b): how a detail's contrast follows detail_strength."""
+    t = min(t, 1.0)
+    return tuple(float(x + t * (y - x)) for x, y in zip(a, b, strict=True))
+
+
 def _unit(rng: np.random.Generator) -> np.ndarray:
     d = rng.normal(size=3)
     return d / np.linalg.norm(d)
@@ -342,7 +351,7 @@ def _insect_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[
                       _shift(g["pron"], g["patch_dir"], 0.45 * strength * _level(patch))))
     parts.append(Part(0, pron_y - g["pronotum"] * W * 0.65, g["head"], g["head"] * 0.8, dark))
     n = g["spots0"] + spots
-    spot_colour = tuple(float(b + min(strength, 1.0) * (s - b)) for s, b in zip(g["spot"], g["body"]))
+    spot_colour = _mix(g["body"], g["spot"], strength)
     for i in range(n):
         y = 0.1 * L + (i + 0.5) / n * 1.4 * L - 0.7 * L
         for side in (-1, 1):
@@ -392,10 +401,11 @@ def _bird_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Pa
         Part(0.08, ry * 0.3, rx * 0.75, ry * 0.6, g["belly"]),
         Part(0.12, ry * 0.45, 0.07, 0.06, _shift(g["belly"], g["mark_dir"], 0.5 * strength * _level(mark))),
         Part(-0.12, -0.02, rx * 0.7, ry * 0.55, g["wing"], angle=-0.15, stripes=g["bars0"] + 1.5 * bars,
-             stripe_colour=tuple(float(w + min(strength, 1.0) * (b - w)) for w, b in zip(g["wing"], g["bar_c"]))),
+             stripe_colour=_mix(g["wing"], g["bar_c"], strength)),
         Part(hx + hr + g["beak"] * 0.6, hy + 0.03, g["beak"], 0.04, g["beak_c"]),
         Part(hx, hy, hr, hr, g["body"]),
-        Part(hx - 0.02, hy - hr * 0.55, hr * 0.7, hr * 0.4, _shift(g["body"], g["crown_dir"], 0.45 * strength * _level(crown))),
+        Part(hx - 0.02, hy - hr * 0.55, hr * 0.7, hr * 0.4,
+             _shift(g["body"], g["crown_dir"], 0.45 * strength * _level(crown))),
         Part(hx + hr * 0.4, hy - hr * 0.1, 0.04, 0.04, (0.03, 0.03, 0.03)),
     ]
 
@@ -438,12 +448,12 @@ def _car_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Par
     pillars, lamp, decal = code
     L, H = g["length"], g["height"]
     top = -H * 0.8
-    decal_colour = g["paint"] if decal == 0 else tuple(
-        float(p + min(strength, 1.0) * (d - p)) for p, d in zip(g["paint"], g["decal"]))
+    decal_colour = _mix(g["paint"], g["decal"], strength * decal)
     parts = [
         Part(g["cabin_x"], top, g["cabin_rx"], g["cabin_ry"], g["paint"], power=g["cabin_power"]),
         Part(g["cabin_x"], top - g["cabin_ry"] * 0.25, g["cabin_rx"] * 0.85, g["cabin_ry"] * 0.6, g["glass"],
-             power=g["cabin_power"], stripes=g["pillars0"] + pillars, stripe_colour=g["paint"]),
+             power=g["cabin_power"], stripes=g["pillars0"] + pillars,
+             stripe_colour=_mix(g["glass"], g["paint"], strength)),
         Part(0, 0, L, H, g["paint"], power=g["power"]),
         Part(0, H * 0.1, L * 0.9, 0.025, decal_colour, power=6),
         Part(L * 0.93, -H * 0.35, 0.06, 0.04, _shift(g["lamp"], g["lamp_dir"], 0.6 * strength * _level(lamp))),
@@ -493,7 +503,7 @@ def _aircraft_parts(g: dict, code: tuple[int, int, int], strength: float) -> lis
     L, W, wy, span = g["length"], g["width"], g["wing_y"], g["span"]
     tail_colour = _shift(g["accent"], g["tail_dir"], 0.5 * strength * _level(tail))
     tip_colour = _shift(g["accent"], g["tip_dir"], 0.5 * strength * _level(tips))
-    band_colour = tuple(float(b + min(strength, 1.0) * (c - b)) for b, c in zip(g["body"], g["band_c"]))
+    band_colour = _mix(g["body"], g["band_c"], strength)
     parts = []
     for side in (-1, 1):
         cx, cy = side * span * math.cos(g["sweep"]) * 0.9, wy + span * math.sin(g["sweep"]) * 0.9
@@ -553,7 +563,8 @@ def _flower_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[
              stripes=g["rings0"] + 1.5 * rings, stripe_colour=ring_colour, stripe_radial=True),
         Part(0, 0, g["radius"] * 0.5, g["radius"] * 0.5, g["inner"], petals=g["petals"], base=0.5, power=1.0,
              angle=math.pi / g["petals"]),
-        Part(0, 0, g["centre_r"] * 1.45, g["centre_r"] * 1.45, _shift(g["inner"], g["halo_dir"], 0.45 * strength * _level(halo))),
+        Part(0, 0, g["centre_r"] * 1.45, g["centre_r"] * 1.45,
+             _shift(g["inner"], g["halo_dir"], 0.45 * strength * _level(halo))),
         Part(0, 0, g["centre_r"], g["centre_r"], _shift(g["centre"], g["centre_dir"], 0.45 * strength * _level(centre))),
     ]
 
@@ -679,7 +690,7 @@ def species_ranges(seed: int, genera: int, species_per_genus: int) -> list[Range
     """
     n_h = math.ceil(math.sqrt(species_per_genus))
     n_s = math.ceil(species_per_genus / n_h)
-    pool = _habitats(seed, n_h + 2)
+    pool = _habitats(seed, n_h + 1)
     ranges = []
     for g in range(genera):
         rng = _rng(seed, "inat", "range", g, species_per_genus)
@@ -692,7 +703,7 @@ def species_ranges(seed: int, genera: int, species_per_genus: int) -> list[Range
                 other = pool[order[n_h + int(rng.integers(len(pool) - n_h))]]
                 blobs.append((other[0], other[1], rng.uniform(4, 8), rng.uniform(0.2, 0.5)))
             peak = (offset + (j // n_h) / n_s + rng.normal(0, 0.02)) % 1.0
-            ranges.append(Range(blobs, peak, rng.uniform(0.04, 0.08) * 2 / max(n_s, 2)))
+            ranges.append(Range(blobs, peak, rng.uniform(0.07, 0.11) * 2 / max(n_s, 2)))
     return ranges
 
 
@@ -779,12 +790,13 @@ def inat_categories(opts: SynthOptions) -> list[dict]:
     orders = _unique_words(opts.seed, "inat", "order", (opts.genera + 3) // 4, 2, "ptera")
     cats = []
     for g in range(opts.genera):
-        for j, (epithet, adjective) in enumerate(_epithets(opts.seed, "inat", g, opts.species_per_genus)):
+        for epithet, adjective in _epithets(opts.seed, "inat", g, opts.species_per_genus):
             cid = len(cats)
             taxa = {"kingdom": "Animalia", "phylum": "Arthropoda", "class": "Insecta",
                     "order": orders[g // 4], "family": families[g // 2], "genus": genus_names[g]}
             cats.append({
-                "id": cid, "name": f"{genus_names[g]} {epithet}", "common_name": f"{adjective} {genus_names[g]} Beetle",
+                "id": cid, "name": f"{genus_names[g]} {epithet}",
+                "common_name": f"{adjective} {genus_names[g]} Beetle",
                 "supercategory": "Insects", **taxa, "specific_epithet": epithet,
                 "image_dir_name": f"{cid:05d}_" + "_".join([*taxa.values(), epithet]),
             })
@@ -795,7 +807,8 @@ def _inat_image(opts: SynthOptions, genera: list[Genus], ranges: list[Range], ca
                 index: int, image_id: int, out_dir: Path) -> dict:
     """Render, save and describe one iNat image; the metadata comes from the class' range."""
     g, j = divmod(cat["id"], opts.species_per_genus)
-    pixel_rng, meta_rng = (np.random.default_rng(s) for s in _seed(opts.seed, "inat", cat["id"], SPLIT_IDS[split], index).spawn(2))
+    key = _seed(opts.seed, "inat", cat["id"], SPLIT_IDS[split], index)
+    pixel_rng, meta_rng = (np.random.default_rng(s) for s in key.spawn(2))
     pixels, _ = render("inat", genera[g], j, pixel_rng, opts.size, opts.detail_strength, opts.nuisance)
     name = uuid.UUID(bytes=meta_rng.bytes(16), version=4)
     file_name = f"{split}/{cat['image_dir_name']}/{name}.jpg"
@@ -807,7 +820,8 @@ def _inat_image(opts: SynthOptions, genera: list[Genus], ranges: list[Range], ca
     no_place, no_date = missing in (0, 2), missing in (1, 2)
     return {
         "id": image_id, "width": opts.size, "height": opts.size, "file_name": file_name,
-        "license": int(meta_rng.integers(len(_LICENSES))), "rights_holder": _HOLDERS[int(meta_rng.integers(len(_HOLDERS)))],
+        "license": int(meta_rng.integers(len(_LICENSES))),
+        "rights_holder": _HOLDERS[int(meta_rng.integers(len(_HOLDERS)))],
         "date": None if no_date else when.strftime("%Y-%m-%d %H:%M:%S+00:00"),
         "latitude": None if no_place else round(lat, 5), "longitude": None if no_place else round(lon, 5),
         "location_uncertainty": None if no_place else uncertainty,
@@ -816,11 +830,13 @@ def _inat_image(opts: SynthOptions, genera: list[Genus], ranges: list[Range], ca
 
 def _coco(images: list[dict], labels: list[int], categories: list[dict], split: str) -> dict:
     return {
-        "info": {"year": 2021, "version": "2021", "description": f"fgvc synthetic benchmark, iNat-2021 layout ({split})",
+        "info": {"year": 2021, "version": "2021",
+                 "description": f"fgvc synthetic benchmark, iNat-2021 layout ({split})",
                  "contributor": "fgvc.data.synthetic", "url": "", "date_created": "2021-01-01 00:00:00"},
         "licenses": _LICENSES,
         "images": images,
-        "annotations": [{"id": im["id"], "image_id": im["id"], "category_id": c} for im, c in zip(images, labels)],
+        "annotations": [{"id": im["id"], "image_id": im["id"], "category_id": c}
+                        for im, c in zip(images, labels, strict=True)],
         "categories": categories,
     }
 
@@ -939,6 +955,22 @@ def write_cub(out_dir: Path, opts: SynthOptions) -> dict:
             "train": counts.get("train", 0) + counts.get("val", 0), "test": counts.get("test", 0)}
 
 
+def _savemat(path: Path, arrays: dict) -> None:
+    """``scipy.io.savemat`` with a fixed header: scipy stamps the creation time into the first 116
+    bytes, which would make two identical benchmarks differ byte for byte."""
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, arrays)
+    data = bytearray(buf.getvalue())
+    data[:116] = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: fgvc.data.synthetic".ljust(116, b" ")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+
+
+def _uint_dtype(largest: int) -> type:
+    """The smallest unsigned type, as MATLAB stored the official files (uint8 labels, uint16 ids)."""
+    return np.uint8 if largest < 2**8 else np.uint16 if largest < 2**16 else np.uint32
+
+
 def _cars_annotations(images: list[_DomainImage], with_class: bool) -> np.ndarray:
     """A 1xN struct array exactly as the devkit's: scalar fields as 1x1 arrays, fname a string."""
     fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"] + (["class"] if with_class else []) + ["fname"]
@@ -946,8 +978,8 @@ def _cars_annotations(images: list[_DomainImage], with_class: bool) -> np.ndarra
     for k, im in enumerate(images):
         x, y, w, h = im.box
         values = [int(x) + 1, int(y) + 1, int(x + w), int(y + h)] + ([im.cls + 1] if with_class else [])
-        for f, v in zip(fields, values):
-            arr[0, k][f] = np.array([[v]], dtype=np.uint16 if f != "class" else np.uint8)
+        for f, v in zip(fields, values, strict=False):  # fname is set below
+            arr[0, k][f] = np.array([[v]], dtype=_uint_dtype(v))
         arr[0, k]["fname"] = f"{k + 1:05d}.jpg"
     return arr
 
@@ -966,11 +998,11 @@ def write_cars(out_dir: Path, opts: SynthOptions) -> dict:
     devkit.mkdir(parents=True, exist_ok=True)
     class_names = np.empty((1, len(names)), dtype=object)
     class_names[0, :] = names
-    scipy.io.savemat(devkit / "cars_meta.mat", {"class_names": class_names})
-    scipy.io.savemat(devkit / "cars_train_annos.mat", {"annotations": _cars_annotations(train, True)})
-    scipy.io.savemat(devkit / "cars_test_annos.mat", {"annotations": _cars_annotations(test, False)})
-    scipy.io.savemat(out_dir / "cars_test_annos_withlabels.mat", {"annotations": _cars_annotations(test, True)})
-    scipy.io.savemat(devkit / "cars_test_annos_withlabels.mat", {"annotations": _cars_annotations(test, True)})
+    _savemat(devkit / "cars_meta.mat", {"class_names": class_names})
+    _savemat(devkit / "cars_train_annos.mat", {"annotations": _cars_annotations(train, True)})
+    _savemat(devkit / "cars_test_annos.mat", {"annotations": _cars_annotations(test, False)})
+    _savemat(out_dir / "cars_test_annos_withlabels.mat", {"annotations": _cars_annotations(test, True)})
+    _savemat(devkit / "cars_test_annos_withlabels.mat", {"annotations": _cars_annotations(test, True)})
     return {"format": "cars", "root": "cars", "classes": len(names), "train": len(train), "test": len(test)}
 
 
@@ -1015,9 +1047,10 @@ def write_flowers(out_dir: Path, opts: SynthOptions) -> dict:
     for k, im in enumerate(images, start=1):
         _save_jpeg(out_dir / "jpg" / f"image_{k:05d}.jpg", im.pixels, opts.jpeg_quality)
         ids[im.split].append(k)
-    labels = np.array([[im.cls + 1 for im in images]], dtype=np.uint8)
-    scipy.io.savemat(out_dir / "imagelabels.mat", {"labels": labels})
-    scipy.io.savemat(out_dir / "setid.mat", {key: np.array([ids[s]], dtype=np.uint16)
+    labels = np.array([[im.cls + 1 for im in images]])
+    labels = labels.astype(_uint_dtype(int(labels.max())))
+    _savemat(out_dir / "imagelabels.mat", {"labels": labels})
+    _savemat(out_dir / "setid.mat", {key: np.array([ids[s]], dtype=_uint_dtype(len(images)))
                                                for key, s in (("trnid", "train"), ("valid", "val"), ("tstid", "test"))})
     return {"format": "flowers", "root": "flowers", "classes": opts.domain_genera * opts.domain_species_per_genus,
             **{s: len(v) for s, v in ids.items()}}
@@ -1045,7 +1078,9 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 def write_benchmark(out_dir: str | os.PathLike, opts: SynthOptions | None = None) -> dict:
     """Write ``inat/`` and ``multi/`` and the ``synth.json`` summary; a no-op if it already matches.
 
-    ``synth.json`` is written last, so an interrupted run is redone rather than trusted.
+    ``synth.json`` is written last, so an interrupted run is redone rather than trusted. With
+    other options, the folders of the previous benchmark (recognised by its ``synth.json``) are
+    replaced.
     """
     opts = opts or SynthOptions()
     out = Path(out_dir)
@@ -1058,6 +1093,11 @@ def write_benchmark(out_dir: str | os.PathLike, opts: SynthOptions | None = None
             existing = None
         if existing and existing.get("version") == FORMAT_VERSION and existing.get("options") == options:
             return existing
+        # Ours and stale: forget it first (an interrupted rewrite must not look complete), and drop
+        # the old folders so no image or domain of the previous options lingers beside the new ones.
+        summary_path.unlink()
+        for sub in ("inat", "multi"):
+            shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"version": FORMAT_VERSION, "options": options,
                "inat": {"root": "inat", **write_inat(out / "inat", opts)},
