@@ -6,8 +6,10 @@ themselves, as an official-format reader would see them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +20,13 @@ from PIL import Image
 from fgvc.data.synthetic import BANNER_HEIGHT, SynthOptions, write_benchmark, write_inat, write_multidomain
 from fgvc.errors import ConfigError
 
-SMALL = dict(size=32, genera=3, species_per_genus=2, train_per_class=4, train_mini_per_class=2, val_per_class=2,
-             domain_genera=2, domain_species_per_genus=2, domain_images_per_class=6)
+SMALL = {"size": 32, "genera": 3, "species_per_genus": 2, "train_per_class": 4, "train_mini_per_class": 2,
+         "val_per_class": 2, "domain_genera": 2, "domain_species_per_genus": 2, "domain_images_per_class": 6}
 
-INAT_IMAGE_KEYS = {"id", "file_name", "width", "height", "license", "rights_holder", "date", "latitude", "longitude",
-                   "location_uncertainty"}
-INAT_CATEGORY_KEYS = {"id", "name", "common_name", "supercategory", "kingdom", "phylum", "class", "order", "family",
-                      "genus", "specific_epithet", "image_dir_name"}
+INAT_IMAGE_KEYS = {"id", "file_name", "width", "height", "license", "rights_holder", "date", "latitude",
+                   "longitude", "location_uncertainty"}
+TAXA = ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet")
+INAT_CATEGORY_KEYS = {"id", "name", "common_name", "supercategory", "image_dir_name", *TAXA}
 
 
 def small(**overrides) -> SynthOptions:
@@ -68,8 +70,7 @@ def test_inat_json_has_the_2021_schema(inat):
         for cat in data["categories"]:
             assert INAT_CATEGORY_KEYS <= cat.keys()
             assert cat["name"] == f"{cat['genus']} {cat['specific_epithet']}"
-            assert cat["image_dir_name"] == f"{cat['id']:05d}_" + "_".join(
-                cat[k] for k in ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet"))
+            assert cat["image_dir_name"] == f"{cat['id']:05d}_" + "_".join(cat[k] for k in TAXA)
         ids = {im["id"] for im in data["images"]}
         assert all(a["image_id"] in ids and 0 <= a["category_id"] < 6 for a in data["annotations"])
 
@@ -84,7 +85,7 @@ def test_inat_mini_is_a_per_class_subset_of_train(inat):
 def test_inat_images_are_jpegs_in_their_class_folder(inat):
     data = json.loads((inat / "val.json").read_text())
     dirs = {c["id"]: c["image_dir_name"] for c in data["categories"]}
-    for im, ann in zip(data["images"], data["annotations"]):
+    for im, ann in zip(data["images"], data["annotations"], strict=True):
         assert im["file_name"].split("/")[1] == dirs[ann["category_id"]]
         with Image.open(inat / im["file_name"]) as img:
             assert img.format == "JPEG" and img.size == (im["width"], im["height"]) == (32, 32)
@@ -98,7 +99,8 @@ def test_missing_metadata_fraction_holds(tmp_path):
     assert any(im["latitude"] is None and im["date"] is not None for im in images)
     assert any(im["date"] is None and im["latitude"] is not None for im in images)
     assert all((im["latitude"] is None) == (im["longitude"] is None) for im in images)
-    none = json.loads((_written(tmp_path / "none", small(missing_metadata_fraction=0.0)) / "train.json").read_text())
+    complete = _written(tmp_path / "none", small(missing_metadata_fraction=0.0))
+    none = json.loads((complete / "train.json").read_text())
     assert all(im["latitude"] is not None and im["date"] is not None for im in none["images"])
 
 
@@ -155,7 +157,8 @@ def test_species_of_a_genus_share_a_palette(tmp_path):
                                            for im in ims]), axis=0)
               for c, ims in _by_class(data).items()}
     within = np.mean([np.linalg.norm(centre[2 * g] - centre[2 * g + 1]) for g in range(3)])
-    across = np.mean([np.linalg.norm(centre[a] - centre[b]) for a in range(6) for b in range(6) if a // 2 != b // 2])
+    across = np.mean([np.linalg.norm(centre[a] - centre[b])
+                      for a in range(6) for b in range(6) if a // 2 != b // 2])
     assert within < across / 3
 
 
@@ -208,12 +211,13 @@ def test_aircraft_layout_and_banner(multi):
     data = multi / "aircraft" / "fgvc-aircraft-2013b" / "data"
     variants = (data / "variants.txt").read_text().splitlines()
     assert len(variants) == 4 and any(" " in v for v in variants)
-    for level in ("variant", "family", "manufacturer"):
-        names = set((data / f"{level}s.txt").read_text().splitlines())
+    levels = (("variant", "variants"), ("family", "families"), ("manufacturer", "manufacturers"))
+    for level, listing in levels:
+        names = set((data / f"{listing}.txt").read_text().splitlines())
         rows = {s: _lines(data / f"images_{level}_{s}.txt") for s in ("train", "val", "trainval", "test")}
         assert {i for i, _ in rows["trainval"]} == {i for i, _ in rows["train"] + rows["val"]}
         assert not {i for i, _ in rows["trainval"]} & {i for i, _ in rows["test"]}
-        for image_id, name in sum(rows.values(), []):
+        for image_id, name in functools.reduce(operator.iadd, rows.values(), []):
             assert len(image_id) == 7 and image_id.isdigit() and name in names
     image_id = _lines(data / "images_variant_test.txt")[0][0]
     img = pixels(data / "images" / f"{image_id}.jpg").astype(float)
@@ -237,10 +241,11 @@ def test_flowers_mat_files(multi):
 
 def test_domains_look_different(multi):
     """Mean colours of the four domains differ clearly (shape families differ too, by construction)."""
-    paths = {"cub": next((multi / "cub").rglob("*.jpg")), "cars": next((multi / "cars" / "cars_train").glob("*.jpg")),
-             "aircraft": next((multi / "aircraft").rglob("*.jpg")), "flowers": next((multi / "flowers").rglob("*.jpg"))}
-    means = {d: np.mean([pixels(p)[:32].reshape(-1, 3).mean(0) for p in sorted(path.parent.glob("*.jpg"))[:6]], 0)
-             for d, path in paths.items()}
+    folders = {"cub": next((multi / "cub").rglob("*.jpg")).parent, "cars": multi / "cars" / "cars_train",
+               "aircraft": next((multi / "aircraft").rglob("*.jpg")).parent,
+               "flowers": multi / "flowers" / "jpg"}
+    means = {d: np.mean([pixels(p)[:32].reshape(-1, 3).mean(0) for p in sorted(folder.glob("*.jpg"))[:6]], 0)
+             for d, folder in folders.items()}
     names = list(means)
     gaps = [np.linalg.norm(means[a] - means[b]) for i, a in enumerate(names) for b in names[i + 1:]]
     assert min(gaps) > 10
@@ -266,13 +271,14 @@ def test_same_seed_same_bytes_and_pixels(tmp_path):
     write_inat(tmp_path / "b", small())
     (ja, pa), (jb, pb) = _inat_snapshot(tmp_path / "a"), _inat_snapshot(tmp_path / "b")
     assert ja == jb
-    assert all(np.array_equal(x, y) for x, y in zip(pa, pb))
+    assert all(np.array_equal(x, y) for x, y in zip(pa, pb, strict=True))
     write_multidomain(tmp_path / "ma", small(domains=("cars", "flowers")))
     write_multidomain(tmp_path / "mb", small(domains=("cars", "flowers")))
     for rel in ("cars/devkit/cars_train_annos.mat", "flowers/setid.mat", "flowers/imagelabels.mat"):
         assert (tmp_path / "ma" / rel).read_bytes() == (tmp_path / "mb" / rel).read_bytes()
         assert b"Created on" not in (tmp_path / "ma" / rel).read_bytes()[:116]  # no time stamp in the header
-    assert np.array_equal(pixels(tmp_path / "ma/cars/cars_test/00002.jpg"), pixels(tmp_path / "mb/cars/cars_test/00002.jpg"))
+    same = "cars/cars_test/00002.jpg"
+    assert np.array_equal(pixels(tmp_path / "ma" / same), pixels(tmp_path / "mb" / same))
 
 
 def test_other_seed_differs(tmp_path):
@@ -280,7 +286,7 @@ def test_other_seed_differs(tmp_path):
     write_inat(tmp_path / "b", small(seed=1))
     (ja, pa), (jb, pb) = _inat_snapshot(tmp_path / "a"), _inat_snapshot(tmp_path / "b")
     assert ja["train"] != jb["train"]
-    assert not any(np.array_equal(x, y) for x, y in zip(pa, pb))
+    assert not any(np.array_equal(x, y) for x, y in zip(pa, pb, strict=True))
 
 
 def test_more_images_keep_the_existing_ones(tmp_path):
@@ -291,7 +297,8 @@ def test_more_images_keep_the_existing_ones(tmp_path):
     b = {im["file_name"]: im for im in json.loads((tmp_path / "b" / "train.json").read_text())["images"]}
     for im in a:
         assert im["file_name"] in b and b[im["file_name"]]["latitude"] == im["latitude"]
-        assert np.array_equal(pixels(tmp_path / "a" / im["file_name"]), pixels(tmp_path / "b" / im["file_name"]))
+        assert np.array_equal(pixels(tmp_path / "a" / im["file_name"]),
+                              pixels(tmp_path / "b" / im["file_name"]))
 
 
 def test_write_benchmark_is_idempotent(tmp_path):
@@ -309,9 +316,9 @@ def test_write_benchmark_is_idempotent(tmp_path):
     assert not (tmp_path / "inat" / "marker").exists()  # the previous benchmark's folders were replaced
 
 
-@pytest.mark.parametrize("bad", [dict(size=4), dict(genera=0), dict(missing_metadata_fraction=1.5),
-                                 dict(domains=("cub", "dogs")), dict(train_mini_per_class=99),
-                                 dict(last_year=2000)])
+@pytest.mark.parametrize("bad", [{"size": 4}, {"seed": -1}, {"genera": 0}, {"missing_metadata_fraction": 1.5},
+                                 {"domains": ("cub", "dogs")}, {"train_mini_per_class": 99},
+                                 {"last_year": 2000}])
 def test_bad_options_are_one_line_errors(bad):
     with pytest.raises(ConfigError, match="synthetic option"):
         small(**bad)

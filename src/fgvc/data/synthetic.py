@@ -44,6 +44,8 @@ from fgvc.errors import ConfigError
 FORMAT_VERSION = 1
 MULTI_DOMAINS = ("cub", "cars", "aircraft", "flowers")
 BANNER_HEIGHT = 20  # FGVC-Aircraft: the bottom 20 pixel rows are a copyright banner
+RGB = tuple[float, float, float]  # a colour, each channel in [0, 1]
+Box = tuple[float, float, float, float]  # x, y, width, height in pixels
 
 
 @dataclass
@@ -94,6 +96,8 @@ class SynthOptions:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"synthetic option {name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ConfigError(f"synthetic option seed must be >= 0, got {self.seed}")
         if self.size < 16:
             raise ConfigError(f"synthetic option size must be >= 16 pixels, got {self.size}")
         if not 0 <= self.train_mini_per_class <= self.train_per_class:
@@ -106,14 +110,16 @@ class SynthOptions:
             raise ConfigError("synthetic option domain_test_fraction must be in (0, 0.5), "
                               f"got {self.domain_test_fraction}")
         if self.last_year < self.first_year:
-            raise ConfigError(f"synthetic option last_year ({self.last_year}) is before first_year ({self.first_year})")
+            raise ConfigError(f"synthetic option last_year ({self.last_year}) is before "
+                              f"first_year ({self.first_year})")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"synthetic option jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
         if self.detail_strength < 0 or self.nuisance < 0:
             raise ConfigError("synthetic options detail_strength and nuisance must be >= 0")
         unknown = [d for d in self.domains if d not in MULTI_DOMAINS]
         if unknown or not self.domains:
-            raise ConfigError(f"synthetic option domains must be a non-empty subset of {', '.join(MULTI_DOMAINS)}, "
+            raise ConfigError("synthetic option domains must be a non-empty subset of "
+                              f"{', '.join(MULTI_DOMAINS)}, "
                               f"got {', '.join(self.domains) or 'nothing'}")
 
 
@@ -121,13 +127,13 @@ class SynthOptions:
 # Deterministic randomness
 
 
-DOMAIN_IDS = {"inat": 0, "cub": 1, "cars": 2, "aircraft": 3, "flowers": 4}
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 
 def _seed(*key: int | str) -> np.random.SeedSequence:
     """The seed of one named thing; strings are turned into integers stably so keys can be readable."""
-    return np.random.SeedSequence([k if isinstance(k, int) else int.from_bytes(k.encode(), "little") for k in key])
+    words = [k if isinstance(k, int) else int.from_bytes(k.encode(), "little") for k in key]
+    return np.random.SeedSequence(words)
 
 
 def _rng(*key: int | str) -> np.random.Generator:
@@ -152,13 +158,13 @@ class Part:
     cy: float
     rx: float
     ry: float
-    colour: tuple[float, float, float]
+    colour: RGB
     angle: float = 0.0
     power: float = 2.0
     petals: int = 0
     base: float = 0.3
     stripes: float = 0.0
-    stripe_colour: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    stripe_colour: RGB = (0.0, 0.0, 0.0)
     stripe_radial: bool = False
     object: bool = True  # counts towards the bounding box (clutter does not)
 
@@ -177,7 +183,8 @@ def _canvas_map(size: int) -> np.ndarray:
     return np.array([[k, 0, k / 2 - 1], [0, k, k / 2 - 1]])
 
 
-def _part_alpha(part: Part, x: np.ndarray, y: np.ndarray, pixel: float) -> tuple[np.ndarray, np.ndarray | None]:
+def _part_alpha(part: Part, x: np.ndarray, y: np.ndarray,
+                pixel: float) -> tuple[np.ndarray, np.ndarray | None]:
     """Coverage in [0, 1] of a part (anti-aliased over one pixel) and, if striped, its stripe coordinate."""
     c, s = math.cos(part.angle), math.sin(part.angle)
     dx, dy = x - part.cx, y - part.cy
@@ -199,7 +206,8 @@ def _part_alpha(part: Part, x: np.ndarray, y: np.ndarray, pixel: float) -> tuple
     return np.clip(0.5 - dist / pixel, 0.0, 1.0), along
 
 
-def _paint(img: np.ndarray, parts: list[Part], to_object: np.ndarray, jitter: np.ndarray | None = None) -> np.ndarray:
+def _paint(img: np.ndarray, parts: list[Part], to_object: np.ndarray,
+           jitter: np.ndarray | None = None) -> np.ndarray:
     """Composite parts in order onto ``img``; return the object's coverage (for bounding boxes).
 
     ``to_object`` (2x3) maps pixel (column, row) to object coordinates; each part is evaluated only
@@ -235,7 +243,8 @@ def _paint(img: np.ndarray, parts: list[Part], to_object: np.ndarray, jitter: np
     return cover
 
 
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int, channels: int = 3) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int,
+                  channels: int = 3) -> np.ndarray:
     """Low-frequency noise in [-1, 1]: a coarse random grid bilinearly upsampled (lighting, textures)."""
     h, w = shape
     grid = rng.uniform(-1, 1, (cells, cells, channels)).astype(np.float32)
@@ -253,17 +262,21 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int, 
     return np.tensordot(rows, interp(w), axes=(1, 1)).transpose(0, 2, 1)
 
 
-def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
+def _hsv(h: float, s: float, v: float) -> RGB:
     return colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
 
 
-def _shift(colour: tuple[float, float, float], direction: np.ndarray, amount: float) -> tuple[float, float, float]:
-    """A colour moved along a unit RGB direction, kept inside the cube (the species colour steps)."""
-    out = np.clip(np.asarray(colour) + amount * direction, 0.02, 0.98)
+def _shift(colour: RGB, direction: np.ndarray, amount: float) -> RGB:
+    """A colour moved along a unit RGB direction (the species colour steps).
+
+    The start is first pulled into [0.25, 0.75]^3 so that steps of up to 0.25 are never clipped:
+    two species' colours can never collapse onto one by saturating at the cube's edge.
+    """
+    out = np.clip(np.clip(np.asarray(colour), 0.25, 0.75) + amount * direction, 0.0, 1.0)
     return tuple(float(c) for c in out)
 
 
-def _mix(a: tuple[float, float, float], b: tuple[float, float, float], t: float) -> tuple[float, float, float]:
+def _mix(a: RGB, b: RGB, t: float) -> RGB:
     """From colour a towards b by t (capped at b): how a detail's contrast follows detail_strength."""
     t = min(t, 1.0)
     return tuple(float(x + t * (y - x)) for x, y in zip(a, b, strict=True))
@@ -318,17 +331,18 @@ def _level(value: int, count_levels: int = 2) -> float:
 
 def _insect_genus(rng: np.random.Generator) -> dict:
     hue = rng.uniform()
-    return dict(
-        length=rng.uniform(0.62, 0.8), width=rng.uniform(0.5, 0.8), power=rng.uniform(2.0, 3.4),
-        pronotum=rng.uniform(0.45, 0.7), head=rng.uniform(0.14, 0.22),
-        leg_angle=rng.uniform(0.3, 0.8), leg_len=rng.uniform(0.25, 0.4), antenna=rng.uniform(0.25, 0.45),
-        body=_hsv(hue, rng.uniform(0.5, 0.9), rng.uniform(0.45, 0.85)),
-        pron=_hsv(hue + rng.uniform(0.15, 0.5), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.8)),
-        dark=_hsv(hue, 0.5, rng.uniform(0.08, 0.2)),
-        spot=_hsv(hue + 0.5, rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.95)),
-        spot_r=rng.uniform(0.07, 0.1), spots0=int(rng.integers(1, 3)),
-        patch_dir=_unit(rng), stripes0=rng.uniform(2.5, 4.0), stripe_dir=_unit(rng),
-    )
+    return {
+        "length": rng.uniform(0.62, 0.8), "width": rng.uniform(0.5, 0.8), "power": rng.uniform(2.0, 3.4),
+        "pronotum": rng.uniform(0.45, 0.7), "head": rng.uniform(0.14, 0.22),
+        "leg_angle": rng.uniform(0.3, 0.8), "leg_len": rng.uniform(0.25, 0.4),
+        "antenna": rng.uniform(0.25, 0.45),
+        "body": _hsv(hue, rng.uniform(0.5, 0.9), rng.uniform(0.45, 0.85)),
+        "pron": _hsv(hue + rng.uniform(0.15, 0.5), rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.8)),
+        "dark": _hsv(hue, 0.5, rng.uniform(0.08, 0.2)),
+        "spot": _hsv(hue + 0.5, rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.95)),
+        "spot_r": rng.uniform(0.07, 0.1), "spots0": int(rng.integers(1, 3)),
+        "patch_dir": _unit(rng), "stripes0": rng.uniform(2.5, 4.0), "stripe_dir": _unit(rng),
+    }
 
 
 def _insect_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
@@ -376,16 +390,18 @@ def _soil_background(rng: np.random.Generator, w: int, h: int, nuisance: float) 
 
 def _bird_genus(rng: np.random.Generator) -> dict:
     hue = rng.uniform()
-    return dict(
-        body_rx=rng.uniform(0.42, 0.55), body_ry=rng.uniform(0.26, 0.34), head_r=rng.uniform(0.16, 0.22),
-        tail_len=rng.uniform(0.3, 0.5), tail_angle=rng.uniform(-0.5, 0.1), beak=rng.uniform(0.08, 0.2),
-        body=_hsv(hue, rng.uniform(0.3, 0.8), rng.uniform(0.35, 0.8)),
-        wing=_hsv(hue + rng.uniform(-0.1, 0.1), rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.6)),
-        belly=_hsv(hue + rng.uniform(-0.2, 0.2), rng.uniform(0.1, 0.4), rng.uniform(0.7, 0.95)),
-        beak_c=_hsv(rng.uniform(0.05, 0.15), rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.9)),
-        crown_dir=_unit(rng), bars0=rng.uniform(1.5, 3.0), bar_c=_hsv(hue, 0.1, rng.uniform(0.85, 1.0)),
-        mark_dir=_unit(rng),
-    )
+    return {
+        "body_rx": rng.uniform(0.42, 0.55), "body_ry": rng.uniform(0.26, 0.34),
+        "head_r": rng.uniform(0.16, 0.22), "tail_len": rng.uniform(0.3, 0.5),
+        "tail_angle": rng.uniform(-0.5, 0.1), "beak": rng.uniform(0.08, 0.2),
+        "body": _hsv(hue, rng.uniform(0.3, 0.8), rng.uniform(0.35, 0.8)),
+        "wing": _hsv(hue + rng.uniform(-0.1, 0.1), rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.6)),
+        "belly": _hsv(hue + rng.uniform(-0.2, 0.2), rng.uniform(0.1, 0.4), rng.uniform(0.7, 0.95)),
+        "beak_c": _hsv(rng.uniform(0.05, 0.15), rng.uniform(0.3, 0.9), rng.uniform(0.2, 0.9)),
+        "crown_dir": _unit(rng), "bars0": rng.uniform(1.5, 3.0),
+        "bar_c": _hsv(hue, 0.1, rng.uniform(0.85, 1.0)),
+        "mark_dir": _unit(rng),
+    }
 
 
 def _bird_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
@@ -433,15 +449,16 @@ def _foliage_background(rng: np.random.Generator, w: int, h: int, nuisance: floa
 
 
 def _car_genus(rng: np.random.Generator) -> dict:
-    return dict(
-        length=rng.uniform(0.82, 0.95), height=rng.uniform(0.15, 0.22), power=rng.uniform(3.5, 6.0),
-        cabin_x=rng.uniform(-0.2, 0.05), cabin_rx=rng.uniform(0.4, 0.58), cabin_ry=rng.uniform(0.13, 0.2),
-        cabin_power=rng.uniform(2.2, 4.0), wheel_r=rng.uniform(0.13, 0.17), wheel_x=rng.uniform(0.52, 0.66),
-        paint=_hsv(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.45, 0.95)),
-        glass=_hsv(rng.uniform(0.5, 0.65), rng.uniform(0.1, 0.4), rng.uniform(0.2, 0.45)),
-        pillars0=rng.uniform(1.5, 2.2), lamp=_hsv(rng.uniform(0.08, 0.17), rng.uniform(0.1, 0.6), 0.95),
-        lamp_dir=_unit(rng), decal=_hsv(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.9)),
-    )
+    return {
+        "length": rng.uniform(0.82, 0.95), "height": rng.uniform(0.15, 0.22), "power": rng.uniform(3.5, 6.0),
+        "cabin_x": rng.uniform(-0.2, 0.05), "cabin_rx": rng.uniform(0.4, 0.58),
+        "cabin_ry": rng.uniform(0.13, 0.2), "cabin_power": rng.uniform(2.2, 4.0),
+        "wheel_r": rng.uniform(0.13, 0.17), "wheel_x": rng.uniform(0.52, 0.66),
+        "paint": _hsv(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.45, 0.95)),
+        "glass": _hsv(rng.uniform(0.5, 0.65), rng.uniform(0.1, 0.4), rng.uniform(0.2, 0.45)),
+        "pillars0": rng.uniform(1.5, 2.2), "lamp": _hsv(rng.uniform(0.08, 0.17), rng.uniform(0.1, 0.6), 0.95),
+        "lamp_dir": _unit(rng), "decal": _hsv(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.3, 0.9)),
+    }
 
 
 def _car_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
@@ -456,7 +473,8 @@ def _car_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Par
              stripe_colour=_mix(g["glass"], g["paint"], strength)),
         Part(0, 0, L, H, g["paint"], power=g["power"]),
         Part(0, H * 0.1, L * 0.9, 0.025, decal_colour, power=6),
-        Part(L * 0.93, -H * 0.35, 0.06, 0.04, _shift(g["lamp"], g["lamp_dir"], 0.6 * strength * _level(lamp))),
+        Part(L * 0.93, -H * 0.35, 0.06, 0.04,
+             _shift(g["lamp"], g["lamp_dir"], 0.6 * strength * _level(lamp))),
         Part(-L * 0.95, -H * 0.35, 0.04, 0.04, (0.7, 0.08, 0.05)),
     ]
     for side in (-1, 1):
@@ -476,7 +494,8 @@ def _street_background(rng: np.random.Generator, w: int, h: int, nuisance: float
                     rng.uniform(0.05, 0.25), _hsv(rng.uniform(), rng.uniform(0, 0.5), rng.uniform(0.1, 0.9)),
                     power=8, object=False)
                for _ in range(int(rng.integers(0, 1 + round(6 * nuisance))))]  # windows, signs
-    clutter.append(Part(0, horizon + rng.uniform(0.3, 0.6), 2.0, 0.01, (0.9, 0.9, 0.85), power=8, object=False))
+    kerb = Part(0, horizon + rng.uniform(0.3, 0.6), 2.0, 0.01, (0.9, 0.9, 0.85), power=8, object=False)
+    clutter.append(kerb)
     img = img.astype(np.float32)
     _paint(img, clutter, _canvas_map(w))
     return img
@@ -487,15 +506,15 @@ def _street_background(rng: np.random.Generator, w: int, h: int, nuisance: float
 
 def _aircraft_genus(rng: np.random.Generator) -> dict:
     grey = rng.uniform(0.7, 0.95)
-    return dict(
-        length=rng.uniform(0.8, 0.95), width=rng.uniform(0.07, 0.1), wing_y=rng.uniform(-0.15, 0.1),
-        span=rng.uniform(0.38, 0.48), chord=rng.uniform(0.07, 0.12), sweep=rng.uniform(0.0, 0.6),
-        tail_span=rng.uniform(0.14, 0.22), engines0=int(rng.integers(0, 2)),
-        body=_hsv(rng.uniform(), rng.uniform(0.0, 0.15), grey),
-        accent=_hsv(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.3, 0.8)),
-        tail_dir=_unit(rng), bands0=rng.uniform(2.0, 3.5), band_c=_hsv(rng.uniform(), 0.6, 0.4),
-        tip_dir=_unit(rng),
-    )
+    return {
+        "length": rng.uniform(0.8, 0.95), "width": rng.uniform(0.07, 0.1), "wing_y": rng.uniform(-0.15, 0.1),
+        "span": rng.uniform(0.38, 0.48), "chord": rng.uniform(0.07, 0.12), "sweep": rng.uniform(0.0, 0.6),
+        "tail_span": rng.uniform(0.14, 0.22), "engines0": int(rng.integers(0, 2)),
+        "body": _hsv(rng.uniform(), rng.uniform(0.0, 0.15), grey),
+        "accent": _hsv(rng.uniform(), rng.uniform(0.5, 1.0), rng.uniform(0.3, 0.8)),
+        "tail_dir": _unit(rng), "bands0": rng.uniform(2.0, 3.5), "band_c": _hsv(rng.uniform(), 0.6, 0.4),
+        "tip_dir": _unit(rng),
+    }
 
 
 def _aircraft_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
@@ -511,7 +530,8 @@ def _aircraft_parts(g: dict, code: tuple[int, int, int], strength: float) -> lis
         parts.append(Part(cx * 1.9, cy + (cy - wy) * 0.95, 0.05, 0.05, tip_colour))
         for k in range(g["engines0"] + 1):
             ex = side * span * (0.35 + 0.4 * k)
-            parts.append(Part(ex, wy + abs(ex) * math.tan(g["sweep"]) * 0.9 + 0.02, 0.03, 0.08, (0.35, 0.35, 0.4)))
+            ey = wy + abs(ex) * math.tan(g["sweep"]) * 0.9 + 0.02
+            parts.append(Part(ex, ey, 0.03, 0.08, (0.35, 0.35, 0.4)))
         parts.append(Part(side * g["tail_span"] * 0.8, L * 0.85, g["tail_span"], 0.045, tail_colour,
                           angle=side * 0.3))
     parts.append(Part(0, 0, L, W, g["body"], stripes=g["bands0"] + 2 * bands, stripe_colour=band_colour,
@@ -523,7 +543,8 @@ def _aircraft_parts(g: dict, code: tuple[int, int, int], strength: float) -> lis
 def _sky_background(rng: np.random.Generator, w: int, h: int, nuisance: float) -> np.ndarray:
     _, y = _grid(w, h)
     top = np.asarray(_hsv(rng.uniform(0.55, 0.63), rng.uniform(0.3, 0.8), rng.uniform(0.6, 1.0)), np.float32)
-    bottom = np.asarray(_hsv(rng.uniform(0.5, 0.6), rng.uniform(0.05, 0.3), rng.uniform(0.75, 1.0)), np.float32)
+    bottom = np.asarray(_hsv(rng.uniform(0.5, 0.6), rng.uniform(0.05, 0.3), rng.uniform(0.75, 1.0)),
+                        np.float32)
     t = ((y + 1) / 2)[..., None]
     img = top * (1 - t) + bottom * t
     clouds = np.clip(_smooth_noise(rng, (h, w), 6, 1) * 1.5 - 0.3 + 0.3 * nuisance, 0, 1) * min(nuisance, 1.0)
@@ -545,32 +566,35 @@ def _banner(rng: np.random.Generator, width: int) -> np.ndarray:
 
 def _flower_genus(rng: np.random.Generator) -> dict:
     hue = rng.choice([rng.uniform(0.75, 1.0), rng.uniform(0.0, 0.17)])
-    return dict(
-        petals=int(rng.integers(4, 9)), base=rng.uniform(0.1, 0.45), power=rng.uniform(0.5, 2.0),
-        radius=rng.uniform(0.8, 0.95), centre_r=rng.uniform(0.14, 0.22),
-        petal=_hsv(hue, rng.uniform(0.4, 0.95), rng.uniform(0.6, 1.0)),
-        inner=_hsv(hue + rng.uniform(-0.08, 0.08), rng.uniform(0.5, 1.0), rng.uniform(0.4, 0.9)),
-        centre=_hsv(rng.uniform(0.1, 0.17), rng.uniform(0.6, 1.0), rng.uniform(0.3, 0.9)),
-        centre_dir=_unit(rng), rings0=rng.uniform(1.5, 2.5), ring_dir=_unit(rng), halo_dir=_unit(rng),
-    )
+    return {
+        "petals": int(rng.integers(4, 9)), "base": rng.uniform(0.1, 0.45), "power": rng.uniform(0.5, 2.0),
+        "radius": rng.uniform(0.8, 0.95), "centre_r": rng.uniform(0.14, 0.22),
+        "petal": _hsv(hue, rng.uniform(0.4, 0.95), rng.uniform(0.6, 1.0)),
+        "inner": _hsv(hue + rng.uniform(-0.08, 0.08), rng.uniform(0.5, 1.0), rng.uniform(0.4, 0.9)),
+        "centre": _hsv(rng.uniform(0.1, 0.17), rng.uniform(0.6, 1.0), rng.uniform(0.3, 0.9)),
+        "centre_dir": _unit(rng), "rings0": rng.uniform(1.5, 2.5), "ring_dir": _unit(rng),
+        "halo_dir": _unit(rng),
+    }
 
 
 def _flower_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
     centre, rings, halo = code
-    ring_colour = _shift(g["petal"], g["ring_dir"], 0.4 * min(strength, 1.5))
+    ring_colour = _shift(g["petal"], g["ring_dir"], 0.25 * min(strength, 1.5))
     return [
         Part(0, 0, g["radius"], g["radius"], g["petal"], petals=g["petals"], base=g["base"], power=g["power"],
-             stripes=g["rings0"] + 1.5 * rings, stripe_colour=ring_colour, stripe_radial=True),
+             stripes=g["rings0"] + 1.0 * rings, stripe_colour=ring_colour, stripe_radial=True),
         Part(0, 0, g["radius"] * 0.5, g["radius"] * 0.5, g["inner"], petals=g["petals"], base=0.5, power=1.0,
              angle=math.pi / g["petals"]),
         Part(0, 0, g["centre_r"] * 1.45, g["centre_r"] * 1.45,
-             _shift(g["inner"], g["halo_dir"], 0.45 * strength * _level(halo))),
-        Part(0, 0, g["centre_r"], g["centre_r"], _shift(g["centre"], g["centre_dir"], 0.45 * strength * _level(centre))),
+             _shift(g["inner"], g["halo_dir"], 0.25 * strength * _level(halo))),
+        Part(0, 0, g["centre_r"], g["centre_r"],
+             _shift(g["centre"], g["centre_dir"], 0.25 * strength * _level(centre))),
     ]
 
 
 def _leaf_background(rng: np.random.Generator, w: int, h: int, nuisance: float) -> np.ndarray:
-    base = np.asarray(_hsv(rng.uniform(0.22, 0.42), rng.uniform(0.4, 0.9), rng.uniform(0.08, 0.3)), np.float32)
+    base = np.asarray(_hsv(rng.uniform(0.22, 0.42), rng.uniform(0.4, 0.9), rng.uniform(0.08, 0.3)),
+                      np.float32)
     img = base + 0.08 * _smooth_noise(rng, (h, w), 6)
     leaves = [Part(*rng.uniform(-1, 1, 2), rng.uniform(0.2, 0.5), rng.uniform(0.06, 0.15),
                    _hsv(rng.uniform(0.2, 0.42), rng.uniform(0.4, 0.9), rng.uniform(0.15, 0.5)),
@@ -581,11 +605,13 @@ def _leaf_background(rng: np.random.Generator, w: int, h: int, nuisance: float) 
 
 
 DOMAINS = {
-    "inat": Domain("inat", _insect_genus, _insect_parts, _soil_background, math.pi, False, (0.5, 0.72)),
-    "cub": Domain("cub", _bird_genus, _bird_parts, _foliage_background, 0.35, True, (0.6, 0.8)),
-    "cars": Domain("cars", _car_genus, _car_parts, _street_background, 0.08, True, (0.78, 0.95)),
-    "aircraft": Domain("aircraft", _aircraft_genus, _aircraft_parts, _sky_background, math.pi, False, (0.6, 0.85)),
-    "flowers": Domain("flowers", _flower_genus, _flower_parts, _leaf_background, math.pi, False, (0.55, 0.85)),
+    d.name: d for d in (
+        Domain("inat", _insect_genus, _insect_parts, _soil_background, math.pi, False, (0.5, 0.72)),
+        Domain("cub", _bird_genus, _bird_parts, _foliage_background, 0.35, True, (0.6, 0.8)),
+        Domain("cars", _car_genus, _car_parts, _street_background, 0.08, True, (0.78, 0.95)),
+        Domain("aircraft", _aircraft_genus, _aircraft_parts, _sky_background, math.pi, False, (0.7, 0.9)),
+        Domain("flowers", _flower_genus, _flower_parts, _leaf_background, math.pi, False, (0.55, 0.85)),
+    )
 }
 
 
@@ -600,7 +626,7 @@ def make_genus(seed: int, domain: str, genus: int, n_species: int) -> Genus:
 
 
 def render(domain: str, genus: Genus, species: int, rng: np.random.Generator, size: int,
-           strength: float = 1.0, nuisance: float = 1.0) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+           strength: float = 1.0, nuisance: float = 1.0) -> tuple[np.ndarray, Box]:
     """Draw one image (uint8 HxWx3) and the object's box (x, y, w, h) in pixels.
 
     The nuisances are drawn here, per image: background and clutter, pose (rotation, flip, scale,
@@ -635,7 +661,7 @@ def _light(img: np.ndarray, rng: np.random.Generator, nuisance: float) -> np.nda
     return img + rng.normal(0, rng.uniform(0.005, 0.04) * nuisance, img.shape).astype(np.float32)
 
 
-def _box(cover: np.ndarray) -> tuple[float, float, float, float]:
+def _box(cover: np.ndarray) -> Box:
     ys, xs = np.nonzero(cover > 0.5)
     if xs.size == 0:
         return (0.0, 0.0, float(cover.shape[1]), float(cover.shape[0]))
@@ -671,10 +697,13 @@ def _habitats(seed: int, count: int, min_sep_deg: float = 40.0) -> list[tuple[fl
     for k in range(count):
         rng = _rng(seed, "inat", "habitat", k)
         for attempt in range(200):
-            lat = math.degrees(math.asin(rng.uniform(math.sin(math.radians(-50)), math.sin(math.radians(65)))))
+            # uniform on the sphere between 50 S and 65 N, where most land and observers are
+            z = rng.uniform(-math.sin(math.radians(50)), math.sin(math.radians(65)))
+            lat = math.degrees(math.asin(z))
             lon = rng.uniform(-180, 180)
             p = _unit_vector(lat, lon)
-            if all(math.degrees(math.acos(min(1.0, float(p @ q)))) >= min_sep_deg for q in centres) or attempt == 199:
+            far = all(math.degrees(math.acos(min(1.0, float(p @ q)))) >= min_sep_deg for q in centres)
+            if far or attempt == 199:
                 break
         centres.append(p)
         out.append((lat, lon))
@@ -732,7 +761,8 @@ def sample_date(rng: np.random.Generator, r: Range, first_year: int, last_year: 
     days = 366 if calendar.isleap(year) else 365
     frac = (r.peak + rng.normal(0, r.spread)) % 1.0
     day = min(int(frac * days), days - 1)
-    return dt.datetime(year, 1, 1, int(rng.integers(6, 20)), int(rng.integers(0, 60))) + dt.timedelta(days=day)
+    start = dt.datetime(year, 1, 1, int(rng.integers(6, 20)), int(rng.integers(0, 60)))
+    return start + dt.timedelta(days=day)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -741,17 +771,19 @@ def sample_date(rng: np.random.Generator, r: Range, first_year: int, last_year: 
 _SYLLABLES = ["ar", "bel", "cor", "dra", "el", "fen", "gal", "hy", "is", "ka", "lum", "mor", "nax", "or",
               "pel", "quor", "ri", "sol", "tar", "ul", "ver", "xan", "yr", "zo", "bra", "cli", "dul", "phy"]
 _EPITHETS = [("maculata", "Spotted"), ("striata", "Striped"), ("rubra", "Red"), ("minor", "Lesser"),
-             ("major", "Greater"), ("borealis", "Northern"), ("australis", "Southern"), ("vernalis", "Spring"),
-             ("autumnalis", "Autumn"), ("montana", "Mountain"), ("sylvatica", "Woodland"), ("palustris", "Marsh"),
-             ("ornata", "Ornate"), ("pallida", "Pale"), ("nigra", "Black"), ("alba", "White"),
-             ("fasciata", "Banded"), ("punctata", "Dotted"), ("lineata", "Lined"), ("virens", "Green")]
+             ("major", "Greater"), ("borealis", "Northern"), ("australis", "Southern"),
+             ("vernalis", "Spring"), ("autumnalis", "Autumn"), ("montana", "Mountain"),
+             ("sylvatica", "Woodland"), ("palustris", "Marsh"), ("ornata", "Ornate"), ("pallida", "Pale"),
+             ("nigra", "Black"), ("alba", "White"), ("fasciata", "Banded"), ("punctata", "Dotted"),
+             ("lineata", "Lined"), ("virens", "Green")]
 
 
 def _word(rng: np.random.Generator, syllables: int, suffix: str = "") -> str:
     return ("".join(rng.choice(_SYLLABLES, syllables)) + suffix).capitalize()
 
 
-def _unique_words(seed: int, domain: str, what: str, count: int, syllables: int, suffix: str = "") -> list[str]:
+def _unique_words(seed: int, domain: str, what: str, count: int, syllables: int,
+                  suffix: str = "") -> list[str]:
     """Distinct words, the k-th depending only on keys <= k (prefix-stable when counts grow)."""
     out: list[str] = []
     for k in range(count):
@@ -853,7 +885,7 @@ def write_inat(out_dir: str | os.PathLike, opts: SynthOptions | None = None) -> 
     cats = inat_categories(opts)
     genera = [make_genus(opts.seed, "inat", g, opts.species_per_genus) for g in range(opts.genera)]
     ranges = species_ranges(opts.seed, opts.genera, opts.species_per_genus)
-    files: dict[str, tuple[list[dict], list[int]]] = {"train": ([], []), "train_mini": ([], []), "val": ([], [])}
+    files: dict[str, tuple[list[dict], list[int]]] = {s: ([], []) for s in ("train", "train_mini", "val")}
     next_id = 0
     for split, per_class in (("train", opts.train_per_class), ("val", opts.val_per_class)):
         for cat in cats:
@@ -893,14 +925,15 @@ class _DomainImage:
     index: int  # index within the class
     split: str  # train / val / test
     pixels: np.ndarray
-    box: tuple[float, float, float, float]
+    box: Box
 
 
 def _domain_images(opts: SynthOptions, domain: str, banner: bool = False) -> list[_DomainImage]:
     """All images of a domain, class-major; each class' last shares go to test (and val)."""
     n = opts.domain_images_per_class
     n_test = max(1, round(n * opts.domain_test_fraction))
-    genera = [make_genus(opts.seed, domain, g, opts.domain_species_per_genus) for g in range(opts.domain_genera)]
+    genera = [make_genus(opts.seed, domain, g, opts.domain_species_per_genus)
+              for g in range(opts.domain_genera)]
     out = []
     for cls in range(opts.domain_genera * opts.domain_species_per_genus):
         g, j = divmod(cls, opts.domain_species_per_genus)
@@ -1028,9 +1061,10 @@ def write_aircraft(out_dir: Path, opts: SynthOptions) -> dict:
         x, y, w, h = im.box
         boxes.append(f"{image_id} {int(x) + 1} {int(y) + 1} {int(x + w)} {int(y + h)}")
     per_split["trainval"] = sorted(per_split["train"] + per_split["val"])
-    for level, names, listing in (("variant", variant, variant), ("family", fam_of, family),
-                                  ("manufacturer", maker_of, makers)):
-        _write_lines(data / f"{level}s.txt", list(dict.fromkeys(listing)))
+    levels = (("variant", "variants.txt", variant, variant), ("family", "families.txt", fam_of, family),
+              ("manufacturer", "manufacturers.txt", maker_of, makers))
+    for level, listing_file, names, listing in levels:
+        _write_lines(data / listing_file, list(dict.fromkeys(listing)))
         for split, rows in per_split.items():
             _write_lines(data / f"images_{level}_{split}.txt", [f"{i} {names[c]}" for i, c in rows])
     for split, rows in per_split.items():
@@ -1050,10 +1084,11 @@ def write_flowers(out_dir: Path, opts: SynthOptions) -> dict:
     labels = np.array([[im.cls + 1 for im in images]])
     labels = labels.astype(_uint_dtype(int(labels.max())))
     _savemat(out_dir / "imagelabels.mat", {"labels": labels})
-    _savemat(out_dir / "setid.mat", {key: np.array([ids[s]], dtype=_uint_dtype(len(images)))
-                                               for key, s in (("trnid", "train"), ("valid", "val"), ("tstid", "test"))})
-    return {"format": "flowers", "root": "flowers", "classes": opts.domain_genera * opts.domain_species_per_genus,
-            **{s: len(v) for s, v in ids.items()}}
+    setid = {"trnid": ids["train"], "valid": ids["val"], "tstid": ids["test"]}
+    dtype = _uint_dtype(len(images))
+    _savemat(out_dir / "setid.mat", {k: np.array([v], dtype=dtype) for k, v in setid.items()})
+    classes = opts.domain_genera * opts.domain_species_per_genus
+    return {"format": "flowers", "root": "flowers", "classes": classes, **{s: len(v) for s, v in ids.items()}}
 
 
 WRITERS = {"cub": write_cub, "cars": write_cars, "aircraft": write_aircraft, "flowers": write_flowers}

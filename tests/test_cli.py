@@ -1,0 +1,60 @@
+"""The command line: help, `data verify`, `data synth`, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import write_folder_dataset
+from fgvc.cli import main
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("train", "evaluate", "data", "demo"):
+        assert command in out
+
+
+def test_python_dash_m_works():
+    result = subprocess.run([sys.executable, "-m", "fgvc", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("fgvc ")
+
+
+def test_verify_reports_counts_and_every_bad_file(tmp_path, capsys):
+    root = write_folder_dataset(tmp_path / "data", classes=2, train_per_class=6, test_per_class=2)
+    (root / "train" / "class_1" / "002.png").write_bytes(b"not an image")
+    (root / "test" / "class_0" / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"format": "folder", "root": str(root), "val_fraction": 0.2}}))
+    code = main(["-q", "data", "verify", str(cfg), "--json", str(tmp_path / "v.json")])
+    out = capsys.readouterr().out
+    assert code == 1  # problems found
+    assert "002.png" in out and "001.png" in out and "2 problem(s)" in out
+    summary = json.loads((tmp_path / "v.json").read_text())
+    splits = summary["splits"]
+    assert splits["test"]["images"] == 4 and splits["train"]["images"] + splits["val"]["images"] == 12
+    assert sum(s["unreadable_images"] for s in splits.values()) == 2
+
+
+def test_config_error_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"format": "folder", "root": "x"}}))
+    assert main(["train", str(cfg), "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["fgvc: error: unknown config key 'optim.lrr' (known keys here: name, lr, base_batch_size, "
+                   "backbone_lr, momentum, nesterov, weight_decay, betas)"]
+
+
+def test_missing_dataset_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"format": "cub", "root": str(tmp_path / "nowhere")}}))
+    assert main(["data", "verify", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fgvc: error:") and "nowhere" in err[0]
