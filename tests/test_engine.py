@@ -178,3 +178,31 @@ def test_param_groups_have_their_own_learning_rates(folder_dataset, tmp_path):
     groups = {g["name"]: g for g in Trainer(cfg).optimizer.param_groups}
     assert groups["new"]["initial_lr"] == pytest.approx(0.1 * 4 / 8)
     assert groups["backbone"]["initial_lr"] == pytest.approx(0.01 * 4 / 8)
+
+
+@pytest.mark.parametrize("sections", [
+    {"train": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "label_smoothing": 0.1}},
+    {"train": {"grad_clip": 0.5}, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05}},
+    {"train": {"amp": True, "channels_last": True}},  # bfloat16 autocast on CPU; GradScaler only on CUDA
+], ids=["mixup-cutmix", "adamw-clip", "amp-channels-last"])
+def test_recipe_options_train(folder_dataset, tmp_path, sections):
+    cfg = tiny_config(folder_dataset, tmp_path, schedule={"epochs": 1, "warmup_epochs": 0}, **sections)
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    state = trainer.fit()
+    assert state.epoch == 1 and state.global_step == trainer.steps_per_epoch
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+
+
+def test_grad_clip_bounds_the_update(folder_dataset, tmp_path):
+    cfg = tiny_config(folder_dataset, tmp_path, optim={"lr": 1.0, "momentum": 0.0, "weight_decay": 0.0},
+                      schedule={"epochs": 1, "warmup_epochs": 0}, train={"grad_clip": 1e-3})
+    trainer = Trainer(cfg)
+    trainer.model.train()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    batch = next(iter(trainer.train_loader))
+    trainer.train_step(batch)
+    change = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(trainer.model.parameters(), before)))
+    assert 0 < change <= 1e-3 * 1.0001  # plain SGD, lr 1: the step is the clipped gradient

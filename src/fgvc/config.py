@@ -105,7 +105,7 @@ class TrainConfig(Section):
     resume: bool = False  # continue from <run>/checkpoints/last.pt
     limit_train_batches: int | None = Field(None, ge=1)  # for smoke runs and benchmarks
     log_every_steps: int = Field(20, ge=1)
-    progress: bool = True
+    progress: bool = True  # progress bars (shown only on a terminal)
 
 
 class EvalConfig(Section):

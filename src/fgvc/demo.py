@@ -1,7 +1,7 @@
 """``fgvc demo``: the synthetic benchmark, an image-only baseline trained on the CPU, a report.
 
 The benchmark is written once into a cache folder (iNat-2021 layout) and read back through the
-same reader real data uses. The baseline is a randomly initialised ResNet-18 at 64 px — no
+same reader real data uses. The baseline is a randomly initialised ResNet-10-T at 64 px — no
 pretrained weights can be downloaded here — trained on ``train`` minus a stratified hold-out (model
 selection) and tested once on ``val`` (iNaturalist's public evaluation split).
 """
@@ -28,7 +28,7 @@ def demo_config(data_dir: Path, out_dir: Path, epochs: int, quick: bool) -> Conf
         "data": {"format": "inat2021", "root": str(data_dir / "inat"), "train_split": "train",
                  "image_size": 64, "min_scale": 0.35, "batch_size": 32, "num_workers": 2,
                  "val_fraction": 0.1},
-        "model": {"backbone": "test_resnet" if quick else "resnet18"},
+        "model": {"backbone": "test_resnet" if quick else "resnet10t"},
         "optim": {"name": "sgd", "lr": 0.1, "weight_decay": 5e-4},
         "schedule": {"epochs": epochs, "warmup_epochs": min(1, epochs - 1) if epochs > 1 else 0},
         "train": {"label_smoothing": 0.1, "limit_train_batches": 2 if quick else None},

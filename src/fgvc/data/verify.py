@@ -47,7 +47,7 @@ def verify(cfg: DataConfig, check_images: bool = True, workers: int = 4, progres
             with ThreadPoolExecutor(workers) as pool:
                 results = pool.map(_unreadable, samples)
                 unreadable = [r for r in tqdm(results, total=len(samples), desc=f"decode {role}",
-                                              leave=False, disable=not progress) if r]
+                                              leave=False, disable=None if progress else True) if r]
         problems += unreadable
         summary["splits"][role] = {
             "source": splits.names[role], "images": len(samples), "classes_present": len(per_class),

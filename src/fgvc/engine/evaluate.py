@@ -24,7 +24,7 @@ def predict_loader(model: nn.Module, method, loader: DataLoader, device: torch.d
     """Logits ``[N, C]`` (float32, CPU) and labels ``[N]`` in loader order."""
     model.eval()
     all_logits, all_labels = [], []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True):
+    for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True):
         if "image" not in batch:
             continue
         batch = move(batch, device, channels_last)

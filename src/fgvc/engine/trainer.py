@@ -200,7 +200,7 @@ class Trainer:
         sampler.set_epoch(state.epoch, start=state.step_in_epoch * cfg.data.batch_size)
         total = self.steps_per_epoch - state.step_in_epoch
         bar = tqdm(total=total, desc=f"epoch {state.epoch + 1}/{cfg.schedule.epochs}", leave=False,
-                   disable=not cfg.train.progress, dynamic_ncols=True)
+                   disable=None if cfg.train.progress else True, dynamic_ncols=True)
         loss_sum, correct, seen, skipped, start = 0.0, 0, 0, 0, time.perf_counter()
         for batch in self.train_loader:
             if state.step_in_epoch >= self.steps_per_epoch:
