@@ -24,7 +24,7 @@ from PIL import Image
 
 from fgvc.config import build_config
 from fgvc.engine.metrics_log import MetricsLog
-from fgvc.engine.trainer import Trainer
+from fgvc.engine.trainer import Trainer, TrainState
 
 
 def write_images(root: Path, classes: int, per_class: int, size: int) -> None:
@@ -57,7 +57,7 @@ def bare_epoch(trainer: Trainer) -> float:
 
 
 def fgvc_epoch(trainer: Trainer) -> float:
-    trainer.state.epoch, trainer.state.step_in_epoch = 0, 0
+    trainer.state = TrainState()
     start = time.perf_counter()
     trainer.train_one_epoch()
     return time.perf_counter() - start

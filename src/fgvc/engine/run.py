@@ -60,9 +60,10 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
         raise FgvcError(f"{checkpoint}: trained on {len(ckpt['classes'])} classes of "
                         f"'{ckpt.get('dataset')}', not the {len(splits.classes)} classes of this dataset")
     device = resolve_device(cfg.train.device)
-    model = build_model(cfg, len(splits.classes))
+    model = build_model(cfg, len(splits.classes), load_pretrained=False)
     model.load_state_dict(ckpt["model"])
     model.to(device)
+    log.info("model weights: %s (epoch %s)", checkpoint, (ckpt.get("state") or {}).get("epoch", "?"))
     samples = {"test": splits.test, "val": splits.val, "train": splits.train}[split]
     dataset = make_dataset(cfg.data, samples, train=False)
     loader = make_loader(cfg.data, dataset, train=False)

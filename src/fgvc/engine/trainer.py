@@ -42,9 +42,20 @@ class NonFiniteLossError(FgvcError):
 class TrainState:
     epoch: int = 0  # current epoch (0-based)
     step_in_epoch: int = 0  # optimiser steps already taken in this epoch
+    position: int = 0  # samples of this epoch already drawn from the sampler (skipped ones included)
     global_step: int = 0
     best_top1: float = -1.0
     best_epoch: int = -1
+    # running sums of the current epoch, so a resumed epoch reports the same figures
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    skipped: int = 0
+
+    def start_epoch(self) -> None:
+        self.epoch += 1
+        self.step_in_epoch = self.position = self.correct = self.seen = self.skipped = 0
+        self.loss_sum = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -181,8 +192,7 @@ class Trainer:
                 log.info("epoch %d/%d  loss %.4f  train_top1 %.2f  val_top1 %.2f%s  (%.0f img/s)",
                          self.state.epoch + 1, cfg.schedule.epochs, row["train_loss"], row["train_top1"],
                          val["top1"], "  *best*" if improved else "", row["images_per_s"])
-                self.state.epoch += 1
-                self.state.step_in_epoch = 0
+                self.state.start_epoch()
                 if improved:
                     self.save_best()
                 self.save_last()
@@ -196,18 +206,18 @@ class Trainer:
         model.train()
         frozen = state.epoch < cfg.schedule.freeze_backbone_epochs
         set_backbone_frozen(model, frozen)
-        sampler = self.train_loader.sampler
-        sampler.set_epoch(state.epoch, start=state.step_in_epoch * cfg.data.batch_size)
-        total = self.steps_per_epoch - state.step_in_epoch
-        bar = tqdm(total=total, desc=f"epoch {state.epoch + 1}/{cfg.schedule.epochs}", leave=False,
-                   disable=None if cfg.train.progress else True, dynamic_ncols=True)
-        loss_sum, correct, seen, skipped, start = 0.0, 0, 0, 0, time.perf_counter()
+        self.train_loader.sampler.set_epoch(state.epoch, start=state.position)
+        bar = tqdm(total=self.steps_per_epoch, initial=state.step_in_epoch, leave=False, dynamic_ncols=True,
+                   desc=f"epoch {state.epoch + 1}/{cfg.schedule.epochs}",
+                   disable=None if cfg.train.progress else True)
+        start, seen_here = time.perf_counter(), 0
         for batch in self.train_loader:
             if state.step_in_epoch >= self.steps_per_epoch:
                 break
+            state.position += cfg.data.batch_size
             for message in batch["skipped"]:
                 log.warning("skipped %s", message)
-            skipped += len(batch["skipped"])
+            state.skipped += len(batch["skipped"])
             if "image" not in batch:
                 continue
             batch = move(batch, self.device, self.channels_last)
@@ -215,25 +225,27 @@ class Trainer:
             state.step_in_epoch += 1
             state.global_step += 1
             n = len(batch["label"])
-            loss_sum += loss * n
-            correct += int((logits.argmax(1) == batch["label"]).sum())
-            seen += n
+            state.loss_sum += loss * n
+            state.correct += int((logits.argmax(1) == batch["label"]).sum())
+            state.seen += n
+            seen_here += n
             lr = optimizer.param_groups[-1]["lr"]
-            speed = seen / (time.perf_counter() - start)
             bar.update()
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", img_s=f"{speed:.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}",
+                            img_s=f"{seen_here / (time.perf_counter() - start):.0f}")
             if state.global_step % cfg.train.log_every_steps == 0:
                 self.metrics.step(state.global_step, loss=loss, lr=lr)
             every = cfg.train.checkpoint_every_steps
             if every and state.global_step % every == 0 and state.step_in_epoch < self.steps_per_epoch:
                 self.save_last()
         bar.close()
-        if skipped:
-            log.warning("epoch %d: skipped %d unreadable images (named above)", state.epoch + 1, skipped)
+        if state.skipped:
+            log.warning("epoch %d: skipped %d unreadable images (named above)", state.epoch + 1, state.skipped)
         elapsed = time.perf_counter() - start
-        return {"epoch": state.epoch, "train_loss": loss_sum / max(seen, 1),
-                "train_top1": 100.0 * correct / max(seen, 1), "lr": optimizer.param_groups[-1]["lr"],
-                "images_per_s": seen / max(elapsed, 1e-9), "epoch_time_s": elapsed, "skipped_images": skipped}
+        return {"epoch": state.epoch, "train_loss": state.loss_sum / max(state.seen, 1),
+                "train_top1": 100.0 * state.correct / max(state.seen, 1), "lr": optimizer.param_groups[-1]["lr"],
+                "images_per_s": seen_here / max(elapsed, 1e-9), "epoch_time_s": elapsed,
+                "skipped_images": state.skipped}
 
     def train_step(self, batch: dict) -> tuple[float, torch.Tensor]:
         with torch.autocast(self.device.type, enabled=self.amp):

@@ -48,8 +48,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
              f" ({len(missing)} left at random init, e.g. {missing[:3]})" if missing else "")
 
 
-def create_timm(name: str, pretrained: str | None, **kwargs) -> nn.Module:
-    """``timm.create_model`` with the weight-source rule above."""
+def create_timm(name: str, pretrained: str | None, announce: bool = True, **kwargs) -> nn.Module:
+    """``timm.create_model`` with the weight-source rule above (``announce``: log which source)."""
     if not timm.is_model(name):
         raise FgvcError(f"unknown timm model '{name}' (see timm.list_models())")
     if pretrained == "hub":
@@ -63,7 +63,7 @@ def create_timm(name: str, pretrained: str | None, **kwargs) -> nn.Module:
     model = timm.create_model(name, pretrained=False, **kwargs)
     if pretrained:
         load_backbone_weights(model, pretrained)
-    else:
+    elif announce:
         log.info("backbone weights: random init for %s (set model.pretrained to a file or 'hub')", name)
     return model
 
@@ -75,10 +75,11 @@ class Backbone(nn.Module):
     read several stages (PMSI, erudite); it is created on first use with the same weights.
     """
 
-    def __init__(self, name: str, pretrained: str | None = None, drop_path_rate: float = 0.0):
+    def __init__(self, name: str, pretrained: str | None = None, drop_path_rate: float = 0.0,
+                 announce: bool = True):
         super().__init__()
         self.name = name
-        self.body = create_timm(name, pretrained, num_classes=0, drop_path_rate=drop_path_rate)
+        self.body = create_timm(name, pretrained, announce, num_classes=0, drop_path_rate=drop_path_rate)
         self.num_features: int = self.body.num_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
