@@ -102,7 +102,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, workers):
         assert torch.equal(ref[key], got[key]), key
     # the metrics file has one row per epoch, no duplicate from the interrupted epoch
     rows = [json.loads(l) for l in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
     # ... and the interrupted epoch reports the same figures as the uninterrupted one
     ref_rows = [json.loads(l) for l in (reference.run_dir / "metrics.jsonl").read_text().splitlines()]
     for key in ("train_loss", "train_top1", "val_top1", "lr"):

@@ -9,7 +9,9 @@ import numpy as np
 
 
 def _fmt(x) -> str:
-    return f"{x:.2f}" if isinstance(x, float) else str(x)
+    if isinstance(x, float):
+        return f"{x:.2f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2e}"
+    return str(x)
 
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -26,7 +28,7 @@ def plot_curves(rows: list[dict], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [r["epoch"] + 1 for r in rows]
+    epochs = [r["epoch"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     ax1.plot(epochs, [r["train_loss"] for r in rows], marker="o")
     ax1.set(xlabel="epoch", ylabel="train loss", title="loss")

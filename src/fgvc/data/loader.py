@@ -91,7 +91,7 @@ def prepare_splits(cfg: DataConfig) -> Splits:
         val, names["val"] = _split(source, val_name, "val"), f"official split '{val_name}'"
     if test_name is None or val_name in (None, "holdout"):
         names["train"] += " minus hold-out"
-    return Splits(source, train, val, test, names)
+    return Splits(source, train, val, test, {role: names[role] for role in ("train", "val", "test")})
 
 
 def make_dataset(cfg: DataConfig, samples: list[Sample], train: bool) -> ImageDataset:

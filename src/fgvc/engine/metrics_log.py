@@ -24,8 +24,8 @@ class MetricsLog:
         return [json.loads(line) for line in self.jsonl.read_text().splitlines() if line.strip()]
 
     def truncate(self, epochs_done: int) -> None:
-        """On resume: drop rows of epochs the resumed run will redo."""
-        rows = [r for r in self.rows() if r["epoch"] < epochs_done]
+        """On resume: drop rows of epochs the resumed run will redo (rows count epochs from 1)."""
+        rows = [r for r in self.rows() if r["epoch"] <= epochs_done]
         self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
         self._write_csv(rows)
 

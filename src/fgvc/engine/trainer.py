@@ -242,7 +242,7 @@ class Trainer:
         if state.skipped:
             log.warning("epoch %d: skipped %d unreadable images (named above)", state.epoch + 1, state.skipped)
         elapsed = time.perf_counter() - start
-        return {"epoch": state.epoch, "train_loss": state.loss_sum / max(state.seen, 1),
+        return {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.seen, 1),
                 "train_top1": 100.0 * state.correct / max(state.seen, 1), "lr": optimizer.param_groups[-1]["lr"],
                 "images_per_s": seen_here / max(elapsed, 1e-9), "epoch_time_s": elapsed,
                 "skipped_images": state.skipped}
