@@ -64,3 +64,11 @@ def test_override_into_value_is_rejected():
     tree = {"optim": {"lr": 0.1}}
     with pytest.raises(ConfigError, match="'lr' is a value"):
         apply_override(tree, "optim.lr.x=1")
+
+
+def test_fusion_needs_metadata(tmp_path):
+    path = write(tmp_path / "c.yaml", {"data": {"format": "inat2021", "root": "x"}})
+    with pytest.raises(ConfigError, match="set data.metadata"):
+        load_config(path, ["model.fusion.name=dynamic_mlp"])
+    cfg = load_config(path, ["model.fusion.name=dynamic_mlp", "data.metadata=[geo]", "model.fusion.variant=b"])
+    assert cfg.model.fusion.variant == "b"

@@ -55,10 +55,30 @@ class DataConfig(Section):
         return self
 
 
+FUSION_NAMES = ("none", "concat", "add", "mul", "dynamic_mlp", "same_concat", "same_add", "same_mul",
+                "attn_img_q", "attn_meta_q", "attn_cat")
+
+
+class FusionConfig(Section):
+    """How geo-temporal metadata joins the image feature (Dynamic MLP paper and its baselines)."""
+
+    name: Literal[FUSION_NAMES] = "none"  # type: ignore[valid-type]  # none = image-only
+    compensated: bool = False  # concat/add/mul with extra MLP layers matching Dynamic MLP's size
+    variant: Literal["a", "b", "c"] = "c"  # Dynamic MLP variant
+    d: int = Field(256, ge=1)  # Dynamic MLP reduced width (and the location encoder's output)
+    h: int = Field(64, ge=1)  # Dynamic MLP hidden width of the recursive blocks
+    n: int = Field(2, ge=1)  # Dynamic MLP recursions
+    cat_input: Literal["both", "image", "weight"] = "both"  # variant C: branches fed cat(x, z_e) (Table 5)
+    loc_width: int = Field(256, ge=1)  # location encoder width
+    loc_res_layers: int = Field(4, ge=0)  # location encoder residual layers
+    loc_dropout: float = Field(0.5, ge=0, lt=1)
+
+
 class ModelConfig(Section):
     backbone: str = "resnet50"  # any timm model name
     pretrained: str | None = None  # None: random init; "hub": timm's hub weights; else a local file
     drop_rate: float = Field(0.0, ge=0, lt=1)  # dropout before the classifier
+    fusion: FusionConfig = FusionConfig()
 
 
 class MethodConfig(Section):
@@ -124,6 +144,13 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _fusion_has_metadata(self) -> Config:
+        if self.model.fusion.name != "none" and not self.data.metadata:
+            raise ValueError(f"model.fusion.name={self.model.fusion.name} reads metadata: set data.metadata "
+                             "(e.g. [geo, temporal])")
+        return self
 
     @property
     def run_dir(self) -> Path:
