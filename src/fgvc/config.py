@@ -209,7 +209,7 @@ def apply_override(tree: dict, override: str) -> None:
 
 def _explain(error: ValidationError) -> str:
     first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<config>"
+    key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         section = _section_at(first["loc"][:-1])
         known = ", ".join(section.model_fields) if section else ""
@@ -218,6 +218,8 @@ def _explain(error: ValidationError) -> str:
         return f"config key '{key}' is required"
     got = first.get("input")
     msg = first["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections: its message names the keys
+        return msg
     return f"config key '{key}': {msg} (got {got!r})" if not isinstance(got, dict) else f"{key}: {msg}"
 
 
