@@ -18,6 +18,7 @@ EPILOG = """examples:
   fgvc data verify configs/quickstart.yaml          check a dataset without training
   fgvc train configs/quickstart.yaml optim.lr=0.02  train (key=value overrides any config key)
   fgvc evaluate configs/quickstart.yaml checkpoint=runs/quickstart/checkpoints/best.pt
+  fgvc predict --checkpoint runs/quickstart/checkpoints/best.pt photo.jpg --lat 45.5 --lon -73.6 --date 2021-06-01
 """
 
 
@@ -85,6 +86,20 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     return 1 if summary["problems"] else 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fgvc.predict import predict_images
+
+    results = predict_images(args.checkpoint, args.images, args.lat, args.lon, args.date, args.topk, args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        print(f"{result['image']}  (metadata: {result['metadata']})")
+        for rank, top in enumerate(result["top"], 1):
+            print(f"  {rank}. {top['class']:40s} {100 * top['probability']:6.2f} %")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fgvc.demo import run_demo
 
@@ -131,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top-k classes of image files (with --lat/--lon/--date for metadata models)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint (best.pt, last.pt or imported)")
+    p.add_argument("--lat", type=float, help="latitude in degrees, -90..90")
+    p.add_argument("--lon", type=float, help="longitude in degrees, -180..180")
+    p.add_argument("--date", help="observation date, YYYY-MM-DD")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_predict)
 
     data = sub.add_parser("data", help="write the synthetic benchmark, or verify a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

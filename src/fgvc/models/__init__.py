@@ -1,10 +1,11 @@
-"""Model construction from a config."""
+"""Model construction from a config: image-only, or a metadata-fusion model (Dynamic MLP and baselines)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from fgvc.config import Config
+from fgvc.data.metadata import metadata_dim
 from fgvc.models.backbones import Backbone
 from fgvc.models.heads import ImageClassifier
 
@@ -13,4 +14,9 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True) -> 
     """``load_pretrained=False`` when a checkpoint's weights will replace them anyway (evaluation)."""
     backbone = Backbone(cfg.model.backbone, cfg.model.pretrained if load_pretrained else None,
                         announce=load_pretrained)
-    return ImageClassifier(backbone, num_classes, cfg.model.drop_rate)
+    if cfg.model.fusion.name == "none":
+        return ImageClassifier(backbone, num_classes, cfg.model.drop_rate)
+    from fgvc.models.fusion import FusionClassifier, build_fusion_head
+
+    head = build_fusion_head(cfg.model.fusion, backbone.num_features, metadata_dim(cfg.data.metadata), num_classes)
+    return FusionClassifier(backbone, head)

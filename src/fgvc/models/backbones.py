@@ -32,7 +32,8 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
             break
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    # DataParallel prefixes, and fgvc's own checkpoints (an image-only run's backbone, e.g. for GeoNet)
+    return {k.removeprefix("module.").removeprefix("backbone.body."): v for k, v in state.items()}
 
 
 def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
