@@ -210,3 +210,19 @@ def test_grad_clip_bounds_the_update(folder_dataset, tmp_path):
     trainer.train_step(batch)
     change = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(trainer.model.parameters(), before)))
     assert 0 < change <= 1e-3 * 1.0001  # plain SGD, lr 1: the step is the clipped gradient
+
+
+def test_evaluate_keeps_the_training_report_and_writes_other_splits_beside_it(folder_dataset, tmp_path, capsys):
+    cfg = tiny_config(folder_dataset, tmp_path, schedule={"epochs": 2})
+    train_and_report(cfg)
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(cfg.to_yaml())
+    assert main(["-q", "evaluate", str(cfg_path)]) == 0  # default: the run's best.pt on test
+    report = json.loads((cfg.run_dir / "report.json").read_text())
+    assert len(report["epochs"]) == 2 and report["test"]["num_samples"] == 12
+    assert "## Training" in (cfg.run_dir / "report.md").read_text()
+    assert main(["-q", "evaluate", str(cfg_path), "split=val"]) == 0
+    val = json.loads((cfg.run_dir / "report_val.json").read_text())
+    assert val["protocol"]["evaluated_split"] == "val" and val["val"]["num_samples"] == 9
+    assert "| val |" in (cfg.run_dir / "report_val.md").read_text()
+    assert "report_val.md" in capsys.readouterr().out

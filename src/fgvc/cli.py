@@ -58,10 +58,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if split not in ("train", "val", "test"):
         raise FgvcError(f"split={split}: expected one of train, val, test")
     report = evaluate_checkpoint(cfg, checkpoint, split=split)
-    m = report["test"]
+    m = report[split]
     print(f"{split}: top-1 {m['top1']:.2f}  top-5 {m.get('top5', float('nan')):.2f}  "
           f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images)  "
-          f"report: {cfg.run_dir / 'report.md'}")
+          f"report: {cfg.run_dir / ('report.md' if split == 'test' else f'report_{split}.md')}")
     return 0
 
 

@@ -42,11 +42,16 @@ def plot_curves(rows: list[dict], path: Path) -> Path | None:
     return path
 
 
-def write_report(run_dir: Path, report: dict, classes: list[str]) -> Path:
-    """Write ``report.json`` (everything) and ``report.md`` (what a reader needs to trust the figures)."""
+def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "report") -> Path:
+    """Write ``<stem>.json`` (everything) and ``<stem>.md`` (what a reader needs to trust the figures).
+
+    The metrics are under the key of the evaluated split (``report["test"]`` for the test split).
+    """
     run_dir = Path(run_dir)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-    test, p = report.get("test", {}), report.get("protocol", {})
+    (run_dir / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    p = report.get("protocol", {})
+    split = p.get("evaluated_split", "test")
+    test = report.get(split, {})
     md = [f"# {report['name']}", "",
           f"Dataset **{report['dataset']}** ({len(classes)} classes), model `{report['model']}` "
           f"({report.get('params_m', 0):.2f} M parameters), method `{report['method']}`.", "",
@@ -60,7 +65,7 @@ def write_report(run_dir: Path, report: dict, classes: list[str]) -> Path:
         md += [f"- metadata {p.get('metadata')}: missing or invalid for "
                f"{p['missing_metadata']} of the evaluated images (encoded as zeros)", ""]
     md += ["## Results", "", markdown_table([{
-        "split": "test", "top-1": test.get("top1"), "top-5": test.get("top5"),
+        "split": split, "top-1": test.get("top1"), "top-5": test.get("top5"),
         "mean per-class": test.get("mean_per_class"), "images": test.get("num_samples")}]), ""]
     if report.get("epochs"):
         md += ["## Training", "", "![curves](curves.png)", "",
@@ -69,12 +74,12 @@ def write_report(run_dir: Path, report: dict, classes: list[str]) -> Path:
     if test.get("per_class"):
         acc = np.array([np.nan if a is None else a for a in test["per_class"]])
         order = np.argsort(np.nan_to_num(acc, nan=101.0))[:10]
-        md += ["## Hardest classes (test)", "", markdown_table(
+        md += [f"## Hardest classes ({split})", "", markdown_table(
             [{"class": classes[i], "accuracy": float(acc[i])} for i in order if not np.isnan(acc[i])]), ""]
     if test.get("confusions"):
-        md += ["## Most frequent confusions (test)", "", markdown_table(
+        md += [f"## Most frequent confusions ({split})", "", markdown_table(
             [{"true": classes[t], "predicted": classes[q], "count": c} for t, q, c in test["confusions"]]), ""]
-    path = run_dir / "report.md"
+    path = run_dir / f"{stem}.md"
     path.write_text("\n".join(md))
     if report.get("epochs"):
         plot_curves(report["epochs"], run_dir / "curves.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -27,12 +28,12 @@ def _protocol(cfg: Config, splits: Splits, evaluated: str, missing: int | None) 
             "missing_metadata": missing if cfg.data.metadata else None}
 
 
-def _report(cfg: Config, splits: Splits, model: torch.nn.Module, test: dict, split: str,
+def _report(cfg: Config, splits: Splits, model: torch.nn.Module, metrics: dict, split: str,
             missing: int | None, state: dict | None = None, epochs: list[dict] | None = None) -> dict:
     return {"name": cfg.name, "dataset": splits.source.name, "model": cfg.model.backbone,
             "method": cfg.method.name, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "best_epoch": (state or {}).get("best_epoch", -1) + 1, "best_val_top1": (state or {}).get("best_top1"),
-            "protocol": _protocol(cfg, splits, split, missing), "test": test, "epochs": epochs or []}
+            "protocol": _protocol(cfg, splits, split, missing), split: metrics, "epochs": epochs or []}
 
 
 def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
@@ -70,7 +71,11 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     metrics = evaluate(model, build_method(cfg, len(splits.classes)), loader, device, len(splits.classes),
                        cfg.eval.topk, progress=cfg.train.progress)
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
-    if write:
+    if write:  # the test figures go into the run's report (keeping its training curves); others beside it
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        write_report(cfg.run_dir, report, splits.classes)
+        previous = cfg.run_dir / "report.json"
+        if split == "test" and previous.is_file():
+            old = json.loads(previous.read_text())
+            report |= {k: old[k] for k in ("epochs", "best_epoch", "best_val_top1") if k in old}
+        write_report(cfg.run_dir, report, splits.classes, "report" if split == "test" else f"report_{split}")
     return report
