@@ -18,6 +18,13 @@ def test_pooled_features_and_stage_maps():
     assert [32 // m.shape[-1] for m in maps] == stages.feature_info.reduction()
 
 
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "test_vit", "test_efficientnet"])
+def test_pooled_width_is_what_the_model_returns(name):
+    backbone = Backbone(name)
+    size = 160 if "vit" in name else 64
+    assert backbone(torch.randn(1, 3, size, size)).shape == (1, backbone.num_features)
+
+
 def test_local_weights_file_loads_and_says_so(tmp_path, caplog):
     source = Backbone("test_resnet")
     path = tmp_path / "weights.pth"

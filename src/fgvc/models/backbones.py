@@ -81,7 +81,8 @@ class Backbone(nn.Module):
         super().__init__()
         self.name = name
         self.body = create_timm(name, pretrained, announce, num_classes=0, drop_path_rate=drop_path_rate)
-        self.num_features: int = self.body.num_features
+        # width of the pooled vector: models with a pre-logits head (MobileNetV3, ...) widen it
+        self.num_features: int = getattr(self.body, "head_hidden_size", None) or self.body.num_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
