@@ -27,7 +27,11 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
         state = load_file(str(path))
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle errors come in several types
+            raise FgvcError(f"{path}: not a plain weights file ({type(exc).__name__}); for an fgvc run use "
+                            "checkpoints/best.pt (last.pt also holds optimiser and RNG state)") from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
