@@ -83,6 +83,13 @@ def test_synth_then_train_and_evaluate_on_it(tmp_path, capsys):
     assert "official split 'val'" in (tmp_path / "runs" / "synth" / "report.md").read_text()
     assert main(["-q", "data", "verify", str(cfg)]) == 0  # missing metadata is counted, not a problem
     assert "train" in capsys.readouterr().out
+    # PriorsNet on the same data, combined with that image-only model at test time
+    best = tmp_path / "runs" / "synth" / "checkpoints" / "best.pt"
+    assert main(["-q", "train", str(cfg), "name=priors", "method.name=priors", f"method.image_checkpoint={best}",
+                 "method.priors_epochs=2", "method.priors_batch_size=8"]) == 0
+    priors = json.loads((tmp_path / "runs" / "priors" / "report.json").read_text())
+    assert priors["image_only"]["test"]["top1"] == report["test"]["top1"]  # same image model, same split
+    assert priors["test"]["num_samples"] == 12 and (tmp_path / "runs" / "priors" / "checkpoints" / "priors.pt").is_file()
 
 
 def test_synth_bad_option_is_one_line(tmp_path, capsys):

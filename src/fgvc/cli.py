@@ -36,10 +36,11 @@ def _split_overrides(items: list[str], *extra_keys: str) -> tuple[list[str], dic
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fgvc.config import load_config
-    from fgvc.engine.run import train_and_report
+    from fgvc.engine.run import train_and_report, train_priors_and_report
 
     cfg = load_config(args.config, args.overrides)
-    report = train_and_report(cfg, overwrite=args.overwrite)
+    run = train_priors_and_report if cfg.method.name == "priors" else train_and_report
+    report = run(cfg, overwrite=args.overwrite)
     test = report["test"]
     print(f"{cfg.name}: test top-1 {test['top1']:.2f}  top-5 {test.get('top5', float('nan')):.2f}  "
           f"(best val top-1 {report['best_val_top1']:.2f} at epoch {report['best_epoch']})  "

@@ -82,7 +82,12 @@ class ModelConfig(Section):
 
 
 class MethodConfig(Section):
-    name: Literal["supervised"] = "supervised"
+    name: Literal["supervised", "priors"] = "supervised"  # priors: PriorsNet baseline (no image training)
+    image_checkpoint: str | None = None  # priors: the image-only model combined with the prior at test time
+    priors_epochs: int = Field(30, ge=1)  # PriorsNet recipe of the geo_prior code: Adam 5e-4, x0.98/epoch
+    priors_batch_size: int = Field(1024, ge=1)
+    priors_lr: float = Field(5e-4, gt=0)
+    priors_balance: Literal["class", "instance"] = "class"  # class: at most 100 samples per class per epoch
 
 
 class OptimConfig(Section):
@@ -150,6 +155,13 @@ class Config(Section):
         if self.model.fusion.name != "none" and not self.data.metadata:
             raise ValueError(f"model.fusion.name={self.model.fusion.name} reads metadata: set data.metadata "
                              "(e.g. [geo, temporal])")
+        return self
+
+    @model_validator(mode="after")
+    def _priors_complete(self) -> Config:
+        if self.method.name == "priors" and not (self.method.image_checkpoint and self.data.metadata):
+            raise ValueError("method.name=priors needs method.image_checkpoint (an image-only best.pt) "
+                             "and data.metadata")
         return self
 
     @property

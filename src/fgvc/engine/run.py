@@ -52,6 +52,31 @@ def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
     return report
 
 
+def train_priors_and_report(cfg: Config, overwrite: bool = False) -> dict:
+    """PriorsNet: fit the location prior on train metadata, combine with the image model on test."""
+    from fgvc.methods.priors import evaluate_with_prior, save_priors, train_priors
+
+    run_dir = prepare_run_dir(cfg, overwrite)
+    setup_file_logging(run_dir)
+    splits = prepare_splits(cfg.data)
+    m = cfg.method
+    prior = train_priors(splits.train, len(splits.classes), tuple(cfg.data.metadata), epochs=m.priors_epochs,
+                         batch_size=m.priors_batch_size, lr=m.priors_lr, seed=cfg.seed, balance=m.priors_balance,
+                         classes=splits.classes, progress=cfg.train.progress)
+    save_priors(prior, run_dir / "checkpoints" / "priors.pt")
+    val = evaluate_with_prior(cfg, m.image_checkpoint, prior, split="val", splits=splits)
+    test = evaluate_with_prior(cfg, m.image_checkpoint, prior, split="test", splits=splits)
+    params = sum(p.numel() for p in prior.parameters()) / 1e6
+    report = {"name": cfg.name, "dataset": splits.source.name, "model": f"PriorsNet + {m.image_checkpoint}",
+              "method": "priors", "params_m": params, "best_epoch": m.priors_epochs,
+              "best_val_top1": val["with_prior"]["top1"],
+              "protocol": _protocol(cfg, splits, "test", test["missing_metadata"]),
+              "test": test["with_prior"], "image_only": {"test": test["image"], "val": val["image"]},
+              "epochs": []}
+    write_report(run_dir, report, splits.classes)
+    return report
+
+
 def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test",
                         splits: Splits | None = None, write: bool = True) -> dict:
     """Evaluate a checkpoint on one split of the config's dataset; by default writes the report."""
