@@ -7,6 +7,8 @@ tensors by a functional forward written independently of ``fgvc.models.fusion``.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -214,3 +216,26 @@ def test_wrong_backbone_and_unreadable_files(tmp_path):
         import_dynamic_mlp_checkpoint(tmp_path / "junk.pth", tmp_path / "out.pt")
     with pytest.raises(FgvcError, match="not found"):
         import_dynamic_mlp_checkpoint(tmp_path / "absent.pth", tmp_path / "out.pt")
+
+
+def test_cli_import_then_predict_with_and_without_metadata(tmp_path, capsys):
+    from PIL import Image
+
+    from fgvc.cli import main
+
+    path, out = tmp_path / "released.pth", tmp_path / "fgvc.pt"
+    torch.save(wrap(authors_state(), "state_dict"), path)
+    assert main(["-q", "import-checkpoint", "--from", "dynamic-mlp", str(path), str(out)]) == 0
+    assert "Dynamic MLP-C" in capsys.readouterr().out
+    image = tmp_path / "photo.jpg"
+    Image.new("RGB", (48, 40), (90, 120, 30)).save(image)
+    args = ["-q", "predict", "--checkpoint", str(out), str(image), "--json", "--topk", "3"]
+    assert main(args + ["--lat", "45.5", "--lon", "-73.6", "--date", "2021-06-01"]) == 0
+    [with_meta] = json.loads(capsys.readouterr().out)
+    assert with_meta["metadata"] == "used" and len(with_meta["top"]) == 3
+    assert main(args) == 0
+    [without] = json.loads(capsys.readouterr().out)
+    assert "missing --lat, --lon, --date" in without["metadata"]
+    assert without["top"] != with_meta["top"]  # the metadata changes the prediction
+    assert main(args + ["--lat", "95", "--lon", "0", "--date", "2021-06-01"]) == 2
+    assert "latitude 95" in capsys.readouterr().err

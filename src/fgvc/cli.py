@@ -101,6 +101,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    from fgvc.models.convert import import_dynamic_mlp_checkpoint
+
+    classes = None
+    if args.inat_root:
+        from fgvc.data.formats import read_dataset
+
+        classes = read_dataset("inat2021", args.inat_root, splits=("train_mini", "val"), check_images=False).classes
+    ckpt = import_dynamic_mlp_checkpoint(args.path, args.out, backbone=args.backbone, classes=classes)
+    fusion = ckpt["config"]["model"]["fusion"]
+    print(f"{args.out}: {args.backbone} + Dynamic MLP-{fusion['variant'].upper()} (d={fusion['d']}, h={fusion['h']}, "
+          f"n={fusion['n']}), {len(ckpt['classes'])} classes — use it with `fgvc predict --checkpoint {args.out}` "
+          f"or `fgvc evaluate CONFIG checkpoint={args.out}`")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fgvc.demo import run_demo
 
@@ -172,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-images", action="store_true", help="skip decoding every image")
     p.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     p.set_defaults(func=cmd_data_verify)
+
+    p = sub.add_parser("import-checkpoint", help="convert released weights (Dynamic MLP authors) to an fgvc checkpoint")
+    p.add_argument("--from", dest="source", required=True, choices=["dynamic-mlp"],
+                   help="whose release: dynamic-mlp = ylingfeng/DynamicMLP (ResNet-50 + Dynamic MLP-C, iNat21)")
+    p.add_argument("path", help="the released .pth file")
+    p.add_argument("out", help="where to write the fgvc checkpoint")
+    p.add_argument("--backbone", default="resnet50", help="timm name of the checkpoint's backbone")
+    p.add_argument("--inat-root", help="iNat 2021 folder (train_mini.json, val.json): names the classes")
+    p.set_defaults(func=cmd_import_checkpoint)
 
     p = sub.add_parser("demo", help="synthetic benchmark -> train -> evaluate -> report, on a CPU in minutes")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),

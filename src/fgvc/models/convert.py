@@ -104,11 +104,13 @@ def infer_dynamic_mlp_settings(state: dict) -> dict:
             "metadata": METADATA[int(meta_in)], "loc_width": int(loc_width), "loc_res_layers": len(res)}
 
 
-def import_dynamic_mlp_checkpoint(path: str | Path, out_path: str | Path, backbone: str = "resnet50") -> dict:
+def import_dynamic_mlp_checkpoint(path: str | Path, out_path: str | Path, backbone: str = "resnet50",
+                                  classes: list[str] | None = None) -> dict:
     """Convert a released checkpoint file into an fgvc checkpoint at ``out_path``; returns it.
 
     The written config describes the model (``model.backbone``, ``model.fusion``, ``data.metadata``) for
-    iNat2021 with a placeholder ``data.root`` to override; classes are the authors' indices as strings.
+    iNat2021 with a placeholder ``data.root`` to override; ``classes`` names the outputs (the iNat 2021
+    class list, so that ``fgvc evaluate`` on the real data accepts it), else the indices as strings.
     The converted weights are loaded strictly into the fgvc model before anything is written.
     """
     from fgvc.engine.checkpoint import save_atomic
@@ -146,9 +148,12 @@ def import_dynamic_mlp_checkpoint(path: str | Path, out_path: str | Path, backbo
         parts = [f"{label}: {_names(keys)}" for label, keys in
                  (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise FgvcError(f"{path} does not fit fgvc's {backbone} + Dynamic MLP ({'; '.join(parts)})")
+    if classes is not None and len(classes) != settings["num_classes"]:
+        raise FgvcError(f"{path} predicts {settings['num_classes']} classes, the class list has {len(classes)}")
     model.load_state_dict(state, strict=False)
     ckpt = {"model": model.state_dict(), "config": cfg.model_dump(mode="json"),
-            "classes": [str(i) for i in range(settings["num_classes"])], "dataset": "inat2021",
+            "classes": list(classes) if classes else [str(i) for i in range(settings["num_classes"])],
+            "dataset": "inat2021",
             "source": str(path)}
     save_atomic(ckpt, out_path)
     return ckpt
