@@ -120,7 +120,7 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fgvc.demo import run_demo
 
-    run_demo(Path(args.data), Path(args.out), epochs=args.epochs, quick=args.quick)
+    run_demo(Path(args.data), Path(args.out), epochs=args.epochs, quick=args.quick, seeds=tuple(args.seeds))
     return 0
 
 
@@ -198,12 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inat-root", help="iNat 2021 folder (train_mini.json, val.json): names the classes")
     p.set_defaults(func=cmd_import_checkpoint)
 
-    p = sub.add_parser("demo", help="synthetic benchmark -> train -> evaluate -> report, on a CPU in minutes")
+    p = sub.add_parser("demo", help="synthetic benchmark: image-only vs concat vs Dynamic MLP, on a CPU in minutes")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),
                    help="cache folder for the synthetic benchmark (written if absent)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs and the demo report")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
-    p.add_argument("--quick", action="store_true", help="a tiny run (seconds) to check the installation")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per model and seed")
+    p.add_argument("--quick", action="store_true", help="tiny runs (seconds) to check the installation")
     p.set_defaults(func=cmd_demo)
     return parser
 
