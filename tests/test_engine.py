@@ -226,3 +226,26 @@ def test_evaluate_keeps_the_training_report_and_writes_other_splits_beside_it(fo
     assert val["protocol"]["evaluated_split"] == "val" and val["val"]["num_samples"] == 9
     assert "| val |" in (cfg.run_dir / "report_val.md").read_text()
     assert "report_val.md" in capsys.readouterr().out
+
+
+def test_mixup_mixes_metadata_with_the_images(folder_dataset, tmp_path):
+    import numpy as np
+
+    from fgvc.methods.supervised import Supervised
+
+    cfg = tiny_config(folder_dataset, tmp_path, train={"mixup_alpha": 1.0})
+    method = Supervised(cfg, num_classes=3)
+    seen = {}
+
+    def model(images, meta):
+        seen["images"], seen["meta"] = images, meta
+        return torch.zeros(len(images), 3, requires_grad=True)
+
+    images = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(4)])
+    meta = torch.arange(8.0).reshape(4, 2)
+    np.random.seed(0)
+    method.training_loss(model, {"image": images, "label": torch.tensor([0, 1, 2, 0]), "meta": meta})
+    lam = 1 - seen["images"][0, 0, 0, 0].item() / 3  # image 0 mixed with image 3 (values 0 and 3)
+    assert 0 < lam < 1
+    assert torch.allclose(seen["meta"], lam * meta + (1 - lam) * meta.flip(0))
+    assert torch.equal(images[1], torch.full((3, 4, 4), 1.0))  # the caller's batch is not modified

@@ -2,7 +2,8 @@
 
 A method turns a batch into a loss for training and into logits for prediction; the engine does
 everything else. Mixup/cutmix come from timm (its ``Mixup`` draws from numpy's global RNG, which the
-checkpoints save, so resumed runs mix identically).
+checkpoints save, so resumed runs mix identically). The metadata is mixed with the same partner and
+weight as the images, as the Dynamic MLP authors' ``mixup`` does (timm pairs sample i with B-1-i).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
+from timm.data.mixup import mixup_target
 from torch import nn
 
 from fgvc.config import Config
@@ -28,7 +30,11 @@ class Supervised:
         """Returns ``(loss, logits)``; logits are of the (possibly mixed) input, for running accuracy."""
         images, labels, meta = batch["image"], batch["label"], batch["meta"]
         if self.mixup is not None and len(images) % 2 == 0:
-            images, targets = self.mixup(images, labels)
+            images = images.clone()  # timm mixes in place
+            lam = self.mixup._mix_batch(images)
+            targets = mixup_target(labels, self.mixup.num_classes, lam, self.mixup.label_smoothing)
+            if meta.shape[1]:
+                meta = lam * meta + (1 - lam) * meta.flip(0)
             logits = model(images, meta)
             return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean(), logits
         logits = model(images, meta)
