@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cache folder for the synthetic benchmark (written if absent)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs and the demo report")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per model and seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="one run per model and seed; several give mean ± std (default: 0)")
     p.add_argument("--quick", action="store_true", help="tiny runs (seconds) to check the installation")
     p.set_defaults(func=cmd_demo)
     return parser
