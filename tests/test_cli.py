@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import write_folder_dataset
+
 from fgvc.cli import main
 
 

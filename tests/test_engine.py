@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from PIL import Image
-
 from conftest import tiny_config, tiny_tree, write_folder_dataset
+
 from fgvc.cli import main
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.run import train_and_report

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from conftest import write_folder_dataset
 from PIL import Image
 
-from conftest import write_folder_dataset
 from fgvc.config import DataConfig
 from fgvc.data.dataset import collate
 from fgvc.data.loader import make_dataset, make_loader, prepare_splits

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import tiny_config
+
 from fgvc.cli import main
 from fgvc.engine.trainer import Trainer
 

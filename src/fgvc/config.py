@@ -9,7 +9,7 @@ Any unknown key, wrong type or impossible value raises ``ConfigError`` with one 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import torch
 
-from fgvc.config import build_config
 from fgvc.data.dataset import load_image
 from fgvc.data.metadata import encode_metadata, metadata_dim
 from fgvc.data.records import Sample
 from fgvc.data.transforms import eval_transform
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import build_model
+from fgvc.models import model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +26,8 @@ def predict_images(checkpoint: str | Path, images: list[str], lat: float | None 
     if "config" not in ckpt or "model" not in ckpt:
         raise FgvcError(f"{checkpoint}: not an fgvc checkpoint (no config/model); convert released "
                         "weights with `fgvc import-checkpoint` first")
-    cfg = build_config(ckpt["config"])
     classes = list(ckpt.get("classes") or [])
-    model = build_model(cfg, len(classes), load_pretrained=False)
-    model.load_state_dict(ckpt["model"])
+    cfg, model = model_from_checkpoint(ckpt, len(classes))
     model.eval().to(device)
     use = tuple(cfg.data.metadata)
     reads_meta = cfg.model.fusion.name != "none"

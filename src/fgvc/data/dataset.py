@@ -13,6 +13,7 @@ from fgvc.data.metadata import encode_batch
 from fgvc.data.records import Sample
 from fgvc.errors import DataError
 
+
 def load_image(sample: Sample) -> Image.Image:
     """Decode fully (so truncated files fail here, naming the file) and apply the format's trim."""
     try:

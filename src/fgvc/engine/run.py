@@ -16,7 +16,7 @@ from fgvc.engine.evaluate import evaluate
 from fgvc.engine.trainer import Trainer, prepare_run_dir, resolve_device, setup_file_logging
 from fgvc.errors import FgvcError
 from fgvc.methods import build_method
-from fgvc.models import build_model
+from fgvc.models import model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,14 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
         raise FgvcError(f"{checkpoint}: trained on {len(ckpt['classes'])} classes of "
                         f"'{ckpt.get('dataset')}', not the {len(splits.classes)} classes of this dataset")
     device = resolve_device(cfg.train.device)
-    model = build_model(cfg, len(splits.classes), load_pretrained=False)
-    model.load_state_dict(ckpt["model"])
+    model_cfg, model = model_from_checkpoint(ckpt, len(splits.classes), cfg)
     model.to(device)
     log.info("model weights: %s (epoch %s)", checkpoint, (ckpt.get("state") or {}).get("epoch", "?"))
     samples = {"test": splits.test, "val": splits.val, "train": splits.train}[split]
-    dataset = make_dataset(cfg.data, samples, train=False)
-    loader = make_loader(cfg.data, dataset, train=False)
-    metrics = evaluate(model, build_method(cfg, len(splits.classes)), loader, device, len(splits.classes),
+    data_cfg = cfg.data.model_copy(update={"metadata": model_cfg.data.metadata})  # what the model reads
+    dataset = make_dataset(data_cfg, samples, train=False)
+    loader = make_loader(data_cfg, dataset, train=False)
+    metrics = evaluate(model, build_method(model_cfg, len(splits.classes)), loader, device, len(splits.classes),
                        cfg.eval.topk, progress=cfg.train.progress)
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
     if write:  # the test figures go into the run's report (keeping its training curves); others beside it

@@ -45,14 +45,14 @@ from torch import nn
 from tqdm import tqdm
 
 from fgvc.analysis.metrics import classification_metrics
-from fgvc.config import Config, build_config
+from fgvc.config import Config
 from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
 from fgvc.data.metadata import USES, encode_batch, metadata_dim
 from fgvc.data.records import Sample
 from fgvc.engine.checkpoint import load_checkpoint, save_atomic
 from fgvc.engine.evaluate import predict_loader
 from fgvc.errors import DataError, FgvcError
-from fgvc.models import build_model
+from fgvc.models import model_from_checkpoint
 from fgvc.models.fusion import LocationEncoder
 
 log = logging.getLogger(__name__)
@@ -332,10 +332,8 @@ def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: Priors
                             f"classes of '{splits.source.name}'")
     if prior.settings["num_classes"] != len(classes):
         raise FgvcError(f"prior has {prior.settings['num_classes']} classes, the dataset {len(classes)}")
-    model_cfg = build_config(ckpt["config"]) if ckpt.get("config") else cfg
     device = resolve_device(cfg.train.device)
-    model = build_model(model_cfg, len(classes), load_pretrained=False)
-    model.load_state_dict(ckpt["model"])
+    model_cfg, model = model_from_checkpoint(ckpt, len(classes), cfg)
     model.to(device)
 
     samples = {"test": splits.test, "val": splits.val, "train": splits.train}[split]
