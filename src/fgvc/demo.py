@@ -42,7 +42,7 @@ def demo_config(data_dir: Path, out_dir: Path, name: str, fusion: str, metadata:
                  "image_size": 64, "min_scale": 0.35, "batch_size": 32, "num_workers": 2,
                  "val_fraction": 0.1, "metadata": metadata},
         "model": {"backbone": "test_resnet" if quick else "resnet10t", "fusion": {"name": fusion}},
-        "optim": {"name": "sgd", "lr": 0.1, "weight_decay": 5e-4},
+        "optim": {"name": "sgd", "lr": 0.04, "weight_decay": 5e-4},  # 0.1 destabilises Dynamic MLP
         "schedule": {"epochs": epochs, "warmup_epochs": min(1, epochs - 1) if epochs > 1 else 0},
         "train": {"label_smoothing": 0.1, "limit_train_batches": 2 if quick else None},
     })
