@@ -63,7 +63,8 @@ def plot_bars(rows: list[dict], path: Path) -> Path:
     labels = [r["label"] for r in rows]
     means = [statistics.fmean(r["top1"]) for r in rows]
     stds = [statistics.stdev(r["top1"]) if len(r["top1"]) > 1 else 0.0 for r in rows]
-    bars = ax.bar(labels, means, yerr=stds, capsize=6, color=["#999999", "#6a9fd4", "#d46a6a"][: len(rows)])
+    bars = ax.bar(labels, means, yerr=stds if len(rows[0]["top1"]) > 1 else None, capsize=6,
+                  color=["#999999", "#6a9fd4", "#d46a6a"][: len(rows)])
     for bar, mean in zip(bars, means):
         ax.annotate(f"{mean:.1f}", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom",
                     xytext=(0, 6), textcoords="offset points")
