@@ -35,6 +35,12 @@ class Splits:
     def classes(self) -> list[str]:
         return self.source.classes
 
+    def samples(self, role: str) -> list[Sample]:
+        """The samples of ``role`` ("train", "val" or "test")."""
+        if role not in ("train", "val", "test"):
+            raise DataError(f"split '{role}': expected one of train, val, test")
+        return getattr(self, role)
+
 
 def read_source(cfg: DataConfig) -> DatasetSource:
     options = {"on_bad_record": cfg.bad_records}

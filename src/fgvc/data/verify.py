@@ -34,7 +34,7 @@ def verify(cfg: DataConfig, check_images: bool = True, workers: int = 4, progres
     summary: dict = {"dataset": splits.source.name, "classes": len(splits.classes), "splits": {}}
     use = tuple(cfg.metadata) or ("geo", "temporal")
     for role in ("train", "val", "test"):
-        samples: list[Sample] = getattr(splits, role)
+        samples = splits.samples(role)
         per_class = Counter(s.label for s in samples)
         status = Counter()
         for s in samples:

@@ -89,7 +89,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     model_cfg, model = model_from_checkpoint(ckpt, len(splits.classes), cfg)
     model.to(device)
     log.info("model weights: %s (epoch %s)", checkpoint, (ckpt.get("state") or {}).get("epoch", "?"))
-    samples = {"test": splits.test, "val": splits.val, "train": splits.train}[split]
+    samples = splits.samples(split)
     data_cfg = cfg.data.model_copy(update={"metadata": model_cfg.data.metadata})  # what the model reads
     dataset = make_dataset(data_cfg, samples, train=False)
     loader = make_loader(data_cfg, dataset, train=False)

@@ -336,7 +336,7 @@ def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: Priors
     model_cfg, model = model_from_checkpoint(ckpt, len(classes), cfg)
     model.to(device)
 
-    samples = {"test": splits.test, "val": splits.val, "train": splits.train}[split]
+    samples = splits.samples(split)
     data_cfg = cfg.data.model_copy(update={"metadata": model_cfg.data.metadata})  # what the model reads
     loader = make_loader(data_cfg, make_dataset(data_cfg, samples, train=False), train=False)
     recorder = _IndexRecorder(build_method(model_cfg, len(classes)))
