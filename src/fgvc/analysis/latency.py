@@ -87,6 +87,7 @@ def measure_latency(checkpoint: str | Path, sizes: Sequence[int] = (448, 224), r
     names = input_names(cfg)
     mode = "inference_mode" if inference_mode else "no_grad"
     rows, parity = [], {}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other work skews the figures
     torch.set_num_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="fgvc-latency-") as tmp:
@@ -106,7 +107,7 @@ def measure_latency(checkpoint: str | Path, sizes: Sequence[int] = (448, 224), r
     return {"checkpoint": str(checkpoint), "backbone": cfg.model.backbone, "fusion": cfg.model.fusion.name,
             "threads": threads, "runs": runs, "warmup": warmup, "torch": torch.__version__,
             "onnxruntime": ort.__version__, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "rows": rows, "parity": parity}
+            "cpu_count": os.cpu_count(), "load_average": load, "rows": rows, "parity": parity}
 
 
 def format_latency(result: dict) -> str:
@@ -117,5 +118,7 @@ def format_latency(result: dict) -> str:
             f"{result['cpu_count']} CPUs, median / p90 of {result['runs']} runs after {result['warmup']} "
             "warm-up; "
             f"torch {result['torch']}, onnxruntime {result['onnxruntime']}")
+    if result.get("load_average") is not None:
+        head += f"; 1-min load average {result['load_average']:.2f} at the start"
     parity = ", ".join(f"{size} px {p['max_abs_diff']:.1e}" for size, p in result["parity"].items())
     return f"{head}\n\n{markdown_table(result['rows'], COLUMNS)}\n\nONNX parity (max |logit diff|): {parity}"
