@@ -19,6 +19,8 @@ EPILOG = """examples:
   fgvc train configs/quickstart.yaml optim.lr=0.02  train (key=value overrides any config key)
   fgvc evaluate configs/quickstart.yaml checkpoint=runs/quickstart/checkpoints/best.pt
   fgvc predict --checkpoint runs/quickstart/checkpoints/best.pt photo.jpg --lat 45.5 --lon -73.6 --date 2021-06-01
+  fgvc analyze cam --checkpoint runs/quickstart/checkpoints/best.pt a.jpg b.jpg   Grad-CAM grid
+  fgvc export --checkpoint runs/quickstart/checkpoints/best.pt --format onnx   ONNX + parity check
 """
 
 
@@ -52,17 +54,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fgvc.config import load_config
     from fgvc.engine.run import evaluate_checkpoint
 
-    overrides, extra = _split_overrides(args.overrides, "checkpoint", "split")
+    overrides, extra = _split_overrides(args.overrides, "checkpoint", "split", "corruption")
     cfg = load_config(args.config, overrides)
     checkpoint = extra.get("checkpoint") or str(cfg.run_dir / "checkpoints" / "best.pt")
     split = extra.get("split", "test")
     if split not in ("train", "val", "test"):
         raise FgvcError(f"split={split}: expected one of train, val, test")
+    if "corruption" in extra:
+        return _evaluate_robustness(cfg, checkpoint, split, extra["corruption"])
     report = evaluate_checkpoint(cfg, checkpoint, split=split)
     m = report[split]
     print(f"{split}: top-1 {m['top1']:.2f}  top-5 {m.get('top5', float('nan')):.2f}  "
           f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images)  "
           f"report: {cfg.run_dir / ('report.md' if split == 'test' else f'report_{split}.md')}")
+    return 0
+
+
+def _evaluate_robustness(cfg, checkpoint: str, split: str, corruption: str) -> int:
+    from fgvc.analysis.report import markdown_table
+    from fgvc.analysis.robustness import SEVERITIES
+    from fgvc.engine.run import evaluate_robustness
+
+    names = list(SEVERITIES) if corruption == "all" else corruption.split(",")
+    unknown = [n for n in names if n not in SEVERITIES]
+    if unknown:
+        raise FgvcError(f"corruption={corruption}: unknown {', '.join(unknown)} "
+                        f"(one of {', '.join(SEVERITIES)}, comma-separated, or all)")
+    result = evaluate_robustness(cfg, checkpoint, names, split)
+    print(markdown_table(result["rows"]))
+    print(f"report: {cfg.run_dir / 'report_robustness.md'}")
     return 0
 
 
@@ -101,6 +121,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.format != "onnx":
+        raise FgvcError(f"--format {args.format}: not supported; fgvc exports onnx (ONNX Runtime, "
+                        "TensorRT and OpenVINO read it)")
+    from fgvc.export import export_onnx, read_export_info, sidecar_path
+
+    out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
+    path = export_onnx(args.checkpoint, out, image_size=args.image_size, opset=args.opset)
+    info = read_export_info(path)
+    parity, inputs = info["parity"], info["inputs"]
+    shapes = ", ".join(f"{name} {spec['shape']}" for name, spec in inputs.items())
+    print(f"{path}: ONNX opset {info['export']['opset']}, inputs {shapes}, {len(info['classes'])} classes")
+    print(f"parity vs PyTorch on a random batch of {parity['batch']}: max |logit diff| "
+          f"{parity['max_abs_diff']:.1e} (tolerance {parity['tolerance']:.0e}), top-1 identical "
+          f"{parity['top1_agree']}")
+    print(f"class names and preprocessing: the file's metadata_props and {sidecar_path(path)}")
+    return 0
+
+
+def cmd_benchmark_latency(args: argparse.Namespace) -> int:
+    from fgvc.analysis.latency import format_latency, measure_latency
+
+    result = measure_latency(args.checkpoint, sizes=args.sizes, runs=args.runs, warmup=args.warmup,
+                             threads=args.threads, inference_mode=args.inference_mode)
+    print(format_latency(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_analyze_cam(args: argparse.Namespace) -> int:
+    from fgvc.analysis.cam import cam_for_checkpoint
+
+    out = args.out or str(Path(args.checkpoint).parent / "cam.png")
+    path = cam_for_checkpoint(args.checkpoint, args.images, out, args.layers, args.method, args.class_index)
+    print(f"CAM grid: {path}")
+    return 0
+
+
 def cmd_import_checkpoint(args: argparse.Namespace) -> int:
     from fgvc.models.convert import import_dynamic_mlp_checkpoint
 
@@ -120,7 +179,8 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fgvc.demo import run_demo
 
-    run_demo(Path(args.data), Path(args.out), epochs=args.epochs, quick=args.quick, seeds=tuple(args.seeds))
+    run_demo(Path(args.data), Path(args.out), epochs=args.epochs, quick=args.quick, seeds=tuple(args.seeds),
+             sections=tuple(args.sections))
     return 0
 
 
@@ -159,7 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint (top-1, top-5, per-class) and write the report",
-                       description="Evaluate checkpoint=PATH (default: the run's best.pt) on split=test|val|train.")
+                       description="Evaluate checkpoint=PATH (default: the run's best.pt) on split=test|val|train. "
+                       "corruption=color_jitter|gaussian_noise|all (comma-separated) evaluates every severity of "
+                       "those corruptions too and reports the drop against clean accuracy "
+                       "(report_robustness.md).")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_evaluate)
@@ -174,6 +237,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="a checkpoint as an ONNX file, checked against PyTorch, with class names",
+                       description="Export to ONNX (input image [B,3,S,S], plus meta [B,D] for metadata "
+                       "models; output logits), check ONNX Runtime against PyTorch on a random batch, and "
+                       "write the class names and preprocessing into the file's metadata_props and OUT.json.")
+    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint (best.pt, last.pt or imported)")
+    p.add_argument("--format", default="onnx", help="only onnx (default)")
+    p.add_argument("--out", help="the .onnx file to write (default: the checkpoint's path with .onnx)")
+    p.add_argument("--image-size", type=int, help="side S of the input image (default: the checkpoint's "
+                   "data.image_size)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.set_defaults(func=cmd_export)
+
+    bench = sub.add_parser("benchmark", help="speed: batch-1 latency, PyTorch vs ONNX Runtime on the CPU")
+    bench_sub = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK")
+    p = bench_sub.add_parser("latency", help="batch-1 CPU latency of a checkpoint: PyTorch vs ONNX Runtime",
+                             description="Per image size: warm-up runs, then the median and 90th percentile "
+                             "of --runs timed batch-1 forwards, PyTorch eager (eval) and ONNX Runtime "
+                             "(CPUExecutionProvider, the file `fgvc export` writes), with the same threads.")
+    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint")
+    p.add_argument("--sizes", type=int, nargs="+", default=[448, 224],
+                   help="input sizes in pixels (default: 448 224, as in the RMG-PMSI paper)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per engine and size (default: 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+    p.add_argument("--threads", type=int, help="intra-op threads for both engines (default: torch's, "
+                   "the physical cores)")
+    p.add_argument("--inference-mode", action="store_true",
+                   help="PyTorch under torch.inference_mode instead of no_grad")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=cmd_benchmark_latency)
+
+    analyze = sub.add_parser("analyze", help="figures from trained models: class activation maps, ...")
+    analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True, metavar="ANALYSIS")
+    p = analyze_sub.add_parser("cam", help="Grad-CAM (or a variant) of chosen layers for chosen images, as a PNG grid",
+                               description="Rows: images; columns: the input and one map per layer, for the "
+                               "model's top-1 class (or --class-index). Default layers: the last three stages "
+                               "(a PMG / RMG-PMSI model's smooth conv blocks).")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint")
+    p.add_argument("--layers", nargs="+", help="module names, e.g. backbone.body.layer4 (default: last three stages)")
+    p.add_argument("--method", default="gradcam", help="gradcam, gradcam++, xgradcam, eigencam or layercam")
+    p.add_argument("--class-index", type=int, help="explain this class instead of each image's top-1")
+    p.add_argument("--out", help="PNG path (default: cam.png beside the checkpoint)")
+    p.set_defaults(func=cmd_analyze_cam)
 
     data = sub.add_parser("data", help="write the synthetic benchmark, or verify a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -198,13 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inat-root", help="iNat 2021 folder (train_mini.json, val.json): names the classes")
     p.set_defaults(func=cmd_import_checkpoint)
 
-    p = sub.add_parser("demo", help="synthetic benchmark: image-only vs concat vs Dynamic MLP, on a CPU in minutes")
+    p = sub.add_parser("demo", help="synthetic benchmark on a CPU: image-only vs concat vs Dynamic MLP; baseline vs PMG vs RMG-PMSI")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),
                    help="cache folder for the synthetic benchmark (written if absent)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs and the demo report")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0],
-                   help="one run per model and seed; several give mean ± std (default: 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="one run per model and seed; the table gives mean ± std (default: 0 1 2)")
+    p.add_argument("--sections", nargs="+", choices=["dynamic_mlp", "rmg_pmsi"], default=["dynamic_mlp", "rmg_pmsi"],
+                   help="which comparisons to run (default: all); rmg_pmsi uses the first seed only")
     p.add_argument("--quick", action="store_true", help="tiny runs (seconds) to check the installation")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -42,6 +42,7 @@ class DataConfig(Section):
     bad_images: Literal["error", "skip"] = "error"  # unreadable or truncated image files
     image_size: int = Field(224, ge=16)
     crop_pct: float = Field(0.875, gt=0, le=1)  # eval: resize to image_size / crop_pct, centre crop
+    resize: int | None = Field(None, ge=16)  # square resize first (PMG/RMG-PMSI 512): train random crop, eval centre
     min_scale: float = Field(0.08, gt=0, le=1)  # random-resized-crop scale range (min, 1)
     hflip: bool = True
     batch_size: int = Field(32, ge=1)
@@ -74,20 +75,39 @@ class FusionConfig(Section):
     loc_dropout: float = Field(0.5, ge=0, lt=1)
 
 
+class MultiStageConfig(Section):
+    """PMG / RMG-PMSI heads on the last backbone stages (used when ``model.head=multi_stage``)."""
+
+    stages: int = Field(3, ge=1, le=5)  # StageNum: how many of the deepest stages get a classifier
+    hidden: int = Field(512, ge=1)  # smooth-conv, mutual-vector and classifier hidden width
+    channels: int | None = Field(None, ge=1)  # c per stage; None: half the deepest map's channels
+    interaction: bool = True  # the M of RMG-PMSI (multi-stage interaction); False: PMG's heads
+
+
 class ModelConfig(Section):
     backbone: str = "resnet50"  # any timm model name
     pretrained: str | None = None  # None: random init; "hub": timm's hub weights; else a local file
     drop_rate: float = Field(0.0, ge=0, lt=1)  # dropout before the classifier
+    head: Literal["linear", "multi_stage"] = "linear"  # multi_stage: PMG / RMG-PMSI classifiers per stage
     fusion: FusionConfig = FusionConfig()
+    multi_stage: MultiStageConfig = MultiStageConfig()
 
 
 class MethodConfig(Section):
-    name: Literal["supervised", "priors"] = "supervised"  # priors: PriorsNet baseline (no image training)
+    # priors: PriorsNet baseline (no image training); progressive: PMG / RMG-PMSI phases
+    name: Literal["supervised", "priors", "progressive"] = "supervised"
     image_checkpoint: str | None = None  # priors: the image-only model combined with the prior at test time
     priors_epochs: int = Field(30, ge=1)  # PriorsNet recipe of the geo_prior code: Adam 5e-4, x0.98/epoch
     priors_batch_size: int = Field(1024, ge=1)
     priors_lr: float = Field(5e-4, gt=0)
     priors_balance: Literal["class", "instance"] = "class"  # class: at most 100 samples per class per epoch
+    # progressive: what stage n's phase sees. rmg: recursive mosaic r = S-n+1 (the R of RMG-PMSI);
+    # jigsaw: PMG's 2^(S-n+1) x 2^(S-n+1) jigsaw; cutmix / mixup: a fresh mix per phase (Table IV); none
+    augment: Literal["rmg", "jigsaw", "cutmix", "mixup", "none"] = "rmg"
+    mix_alpha: float = Field(1.0, gt=0)  # progressive with cutmix / mixup: Beta(alpha, alpha)
+    # progressive: True = one backward and optimiser step per phase (the P of RMG-PMSI); False = the
+    # phases' losses summed into one step
+    phases: bool = True
 
 
 class OptimConfig(Section):
@@ -162,6 +182,15 @@ class Config(Section):
         if self.method.name == "priors" and not (self.method.image_checkpoint and self.data.metadata):
             raise ValueError("method.name=priors needs method.image_checkpoint (an image-only best.pt) "
                              "and data.metadata")
+        return self
+
+    @model_validator(mode="after")
+    def _progressive_has_stages(self) -> Config:
+        if (self.method.name == "progressive") != (self.model.head == "multi_stage"):
+            raise ValueError("method.name=progressive and model.head=multi_stage go together (got "
+                             f"method.name={self.method.name}, model.head={self.model.head})")
+        if self.model.head == "multi_stage" and self.model.fusion.name != "none":
+            raise ValueError("model.head=multi_stage reads no metadata: set model.fusion.name=none")
         return self
 
     @property

@@ -41,7 +41,7 @@ def predict_images(checkpoint: str | Path, images: list[str], lat: float | None 
                 f"missing --{', --'.join(absent)}: the model's missing-metadata rule applies (all-zero input)")
         if absent:
             log.warning("this model reads %s; %s", "+".join(use), note)
-    transform = eval_transform(cfg.data.image_size, cfg.data.crop_pct)
+    transform = eval_transform(cfg.data.image_size, cfg.data.crop_pct, cfg.data.resize)
     results = []
     with torch.no_grad():
         for path in images:

@@ -67,6 +67,11 @@ def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "r
     md += ["## Results", "", markdown_table([{
         "split": split, "top-1": test.get("top1"), "top-5": test.get("top5"),
         "mean per-class": test.get("mean_per_class"), "images": test.get("num_samples")}]), ""]
+    if test.get("rules"):
+        first = next(iter(test["rules"]))
+        md += [f"Prediction rules (the first, `{first}`, is the headline figure and selects the model):", "",
+               markdown_table([{"rule": name, "top-1": r.get("top1"), "top-5": r.get("top5")}
+                               for name, r in test["rules"].items()]), ""]
     if report.get("epochs"):
         md += ["## Training", "", "![curves](curves.png)", "",
                markdown_table(report["epochs"], ["epoch", "train_loss", "train_top1", "val_top1",

@@ -101,8 +101,8 @@ def prepare_splits(cfg: DataConfig) -> Splits:
 
 
 def make_dataset(cfg: DataConfig, samples: list[Sample], train: bool) -> ImageDataset:
-    transform = (train_transform(cfg.image_size, cfg.min_scale, cfg.hflip) if train
-                 else eval_transform(cfg.image_size, cfg.crop_pct))
+    transform = (train_transform(cfg.image_size, cfg.min_scale, cfg.hflip, cfg.resize) if train
+                 else eval_transform(cfg.image_size, cfg.crop_pct, cfg.resize))
     return ImageDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip")
 
 

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fgvc.analysis.metrics import classification_metrics
+from fgvc.analysis.metrics import classification_metrics, topk_correct
 
 
 def move(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
@@ -17,27 +17,52 @@ def move(batch: dict, device: torch.device, channels_last: bool = False) -> dict
     return out
 
 
+def predictions(method, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+    """A method's ``predict`` as a dict of named prediction rules (one, ``"logits"``, for most methods).
+
+    Multi-output methods (PMG / RMG-PMSI: ``concat`` and ``mix``) return a dict whose first entry is
+    the primary rule: the one model selection and the headline figures use.
+    """
+    out = method.predict(model, batch)
+    return out if isinstance(out, dict) else {"logits": out}
+
+
 @torch.no_grad()
-def predict_loader(model: nn.Module, method, loader: DataLoader, device: torch.device, *,
-                   amp: bool = False, channels_last: bool = False, desc: str = "eval",
-                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``[N, C]`` (float32, CPU) and labels ``[N]`` in loader order."""
+def predict_loader_all(model: nn.Module, method, loader: DataLoader, device: torch.device, *,
+                       amp: bool = False, channels_last: bool = False, desc: str = "eval",
+                       progress: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Logits ``[N, C]`` (float32, CPU) of every prediction rule, and labels ``[N]``, in loader order."""
     model.eval()
-    all_logits, all_labels = [], []
+    all_logits: dict[str, list[torch.Tensor]] = {}
+    all_labels = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True):
         if "image" not in batch:
             continue
         batch = move(batch, device, channels_last)
         with torch.autocast(device.type, enabled=amp):
-            logits = method.predict(model, batch)
-        all_logits.append(logits.float().cpu())
+            outputs = predictions(method, model, batch)
+        for name, logits in outputs.items():
+            all_logits.setdefault(name, []).append(logits.float().cpu())
         all_labels.append(batch["label"].cpu())
-    if not all_logits:
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(all_logits), torch.cat(all_labels)
+    if not all_labels:
+        return {"logits": torch.zeros(0, 0)}, torch.zeros(0, dtype=torch.long)
+    return {name: torch.cat(chunks) for name, chunks in all_logits.items()}, torch.cat(all_labels)
+
+
+def predict_loader(model: nn.Module, method, loader: DataLoader, device: torch.device,
+                   **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of the primary prediction rule and labels."""
+    outputs, labels = predict_loader_all(model, method, loader, device, **kwargs)
+    return next(iter(outputs.values())), labels
 
 
 def evaluate(model: nn.Module, method, loader: DataLoader, device: torch.device, num_classes: int,
              topk: tuple[int, ...] = (1, 5), **kwargs) -> dict:
-    logits, labels = predict_loader(model, method, loader, device, **kwargs)
-    return classification_metrics(logits, labels, num_classes, topk)
+    """Metrics of the primary rule; with several rules, ``"rules"`` maps each to its top-k figures."""
+    outputs, labels = predict_loader_all(model, method, loader, device, **kwargs)
+    names = list(outputs)
+    metrics = classification_metrics(outputs[names[0]], labels, num_classes, topk)
+    if len(names) > 1:
+        metrics["rules"] = {name: {f"top{k}": 100.0 * topk_correct(outputs[name], labels, k).float().mean().item()
+                                   for k in topk} for name in names}
+    return metrics

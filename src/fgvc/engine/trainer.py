@@ -248,8 +248,23 @@ class Trainer:
                 "skipped_images": state.skipped}
 
     def train_step(self, batch: dict) -> tuple[float, torch.Tensor]:
-        with torch.autocast(self.device.type, enabled=self.amp):
-            loss, logits = self.method.training_loss(self.model, batch)
+        """One iteration: the method's own ``train_step`` (several updates, e.g. PMG's phases) if it has
+        one, else one loss and one update. The schedule advances once per iteration either way."""
+        custom = getattr(self.method, "train_step", None)
+        if custom is not None:
+            loss, logits = custom(self.model, batch, self.update, self.autocast)
+        else:
+            with self.autocast():
+                loss_t, logits = self.method.training_loss(self.model, batch)
+            loss = self.update(loss_t)
+        self.scheduler.step()
+        return loss, logits.detach()
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, enabled=self.amp)
+
+    def update(self, loss: torch.Tensor) -> float:
+        """Backward and optimiser step for one loss; stops the run on a non-finite one."""
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at epoch {self.state.epoch + 1}, step "
@@ -262,8 +277,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
-        return loss.item(), logits.detach()
+        return loss.item()
 
 
 def prepare_run_dir(cfg: Config, overwrite: bool = False) -> Path:

@@ -1,4 +1,4 @@
-"""Model construction from a config: image-only, or a metadata-fusion model (Dynamic MLP and baselines)."""
+"""Model construction from a config: image-only, metadata fusion (Dynamic MLP and baselines), multi-stage (PMSI)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from torch import nn
 
 from fgvc.config import Config, build_config
 from fgvc.data.metadata import metadata_dim
+from fgvc.errors import ConfigError
 from fgvc.models.backbones import Backbone
 from fgvc.models.heads import ImageClassifier
 
@@ -14,6 +15,14 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True) -> 
     """``load_pretrained=False`` when a checkpoint's weights will replace them anyway (evaluation)."""
     backbone = Backbone(cfg.model.backbone, cfg.model.pretrained if load_pretrained else None,
                         announce=load_pretrained)
+    if cfg.model.head == "multi_stage":
+        from fgvc.models.pmsi import MultiStageNet
+
+        ms = cfg.model.multi_stage
+        try:
+            return MultiStageNet(backbone, num_classes, ms.stages, ms.hidden, ms.channels, ms.interaction)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if cfg.model.fusion.name == "none":
         return ImageClassifier(backbone, num_classes, cfg.model.drop_rate)
     from fgvc.models.fusion import FusionClassifier, build_fusion_head
