@@ -175,6 +175,11 @@ def test_progressive_run_reports_both_rules_and_robustness(folder_dataset, tmp_p
     assert "gaussian_noise" in capsys.readouterr().out
     assert main(["-q", "evaluate", str(config), "corruption=fog"]) == 2
 
+    # deployment: the multi-stage model exports to ONNX with P_concat parity (checked inside export)
+    best = cfg.run_dir / "checkpoints" / "best.pt"
+    assert main(["-q", "export", "--checkpoint", str(best), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "top-1 identical 3/3" in capsys.readouterr().out
+
     # Grad-CAM of the last three stages, from the CLI, on two of the dataset's images
     images = sorted(str(p) for p in (folder_dataset / "test").rglob("*.png"))[:2]
     out = tmp_path / "cam.png"

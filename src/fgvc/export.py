@@ -122,7 +122,9 @@ def deployment_info(ckpt: dict, cfg, checkpoint_path: str | Path, size: int, ops
     return {
         "classes": classes,
         "preprocessing": {
-            "colour": "RGB", "resize_short_side": round(size / cfg.data.crop_pct),
+            "colour": "RGB",
+            **({"resize_square": cfg.data.resize} if cfg.data.resize
+               else {"resize_short_side": round(size / cfg.data.crop_pct)}),
             "resize": "bilinear, antialiased", "centre_crop": size, "scale": "pixel / 255",
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "layout": "NCHW",
             "note": "image = (pixel / 255 - mean) / std per channel, as fgvc's eval_transform"},
@@ -130,7 +132,7 @@ def deployment_info(ckpt: dict, cfg, checkpoint_path: str | Path, size: int, ops
         "outputs": {"logits": {
             "shape": [batch, len(classes)], "dtype": "float32",
             "note": "unnormalised scores, index i = classes[i]; softmax gives probabilities"}},
-        "model": {"backbone": cfg.model.backbone, "fusion": cfg.model.fusion.name,
+        "model": {"backbone": cfg.model.backbone, "head": cfg.model.head, "fusion": cfg.model.fusion.name,
                   "dataset": ckpt.get("dataset"), "checkpoint": str(checkpoint_path)},
         "export": {"exporter": exporter, "opset": opset, "torch": torch.__version__, "fgvc": __version__},
     }
