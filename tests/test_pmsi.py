@@ -142,7 +142,7 @@ def test_without_phases_one_update_sums_all_losses(tmp_path):
 def test_cutmix_phases_train_with_soft_targets(tmp_path):
     model, method = _net_and_method(tmp_path, interaction=True, augment="cutmix")
     assert isinstance(method, Progressive)
-    x, target = method.phase_input(torch.randn(4, 3, 32, 32), torch.arange(4), 2)
+    x, target = method.phase_input(model, torch.randn(4, 3, 32, 32), torch.arange(4), 2)
     assert target.shape == (4, 5) and torch.allclose(target.sum(1), torch.ones(4))
 
 
@@ -220,3 +220,49 @@ def test_cam_maps_of_the_last_three_stages():
         maps = cam_maps(model, images, default_layers(model))
         assert maps.shape == (3, 2, 32, 32)
         assert maps.min() >= 0 and maps.max() <= 1 + 1e-6 and maps.std() > 0
+
+
+def test_paste_box_puts_the_resized_partner_box_in_place():
+    from fgvc.data.mixing import paste_box
+
+    images, partner = torch.zeros(2, 1, 8, 8), torch.arange(2 * 64, dtype=torch.float32).reshape(2, 1, 8, 8)
+    out = paste_box(images, partner, (2, 6, 0, 4), (0, 4, 4, 8))  # same size: a plain copy
+    torch.testing.assert_close(out[:, :, 2:6, 0:4], partner[:, :, 0:4, 4:8])
+    mask = torch.ones(8, 8, dtype=torch.bool)
+    mask[2:6, 0:4] = False
+    assert (out[:, :, mask] == 0).all()
+    assert paste_box(images, partner, (0, 2, 0, 2), (0, 8, 0, 8)).shape == images.shape  # resized down
+
+
+def test_snapmix_weights_follow_the_semantic_maps(tmp_path, monkeypatch):
+    model, method = _net_and_method(tmp_path, interaction=True, augment="snapmix")
+    maps = torch.zeros(4, 32, 32)
+    maps[:, :16, :16] = 1.0  # every image's class lives in its top-left quadrant
+    monkeypatch.setattr("fgvc.methods.progressive.semantic_maps", lambda m, x, y: maps)
+    boxes = iter([(0, 16, 0, 8), (0, 32, 0, 32)])  # box a: half the top-left quadrant; box b: everything
+    monkeypatch.setattr("fgvc.methods.progressive.random_box", lambda h, w, lam: next(boxes))
+    labels = torch.tensor([0, 1, 2, 3])
+    images = torch.randn(4, 3, 32, 32)
+    mixed, target = method.phase_input(model, images, labels, 1)
+    assert not torch.equal(mixed[:, :, :16, :8], images[:, :, :16, :8])
+    torch.testing.assert_close(mixed[:, :, 16:], images[:, :, 16:])
+    w_a = target[torch.arange(4), labels]
+    torch.testing.assert_close(w_a[target.count_nonzero(1) == 2], torch.full(((target.count_nonzero(1) == 2).sum(),), 0.5))
+    assert torch.allclose(target.sum(1), torch.full((4,), 1.5))  # kept half of a's map + all of b's
+
+
+def test_semantic_maps_touch_no_gradients(tmp_path):
+    from fgvc.methods.progressive import semantic_maps
+
+    model, _ = _net_and_method(tmp_path, interaction=True)
+    maps = semantic_maps(model, torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2]))
+    assert maps.shape == (3, 32, 32) and (maps >= 0).all()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_snapmix_phases_train(tmp_path):
+    model, method = _net_and_method(tmp_path, interaction=True, augment="snapmix")
+    update = Recorder(model)
+    loss, _ = method.train_step(model, {"image": torch.randn(4, 3, 32, 32), "label": torch.arange(4)}, update,
+                                _no_autocast)
+    assert len(update.phases) == 4 and loss > 0

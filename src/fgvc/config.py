@@ -102,9 +102,10 @@ class MethodConfig(Section):
     priors_lr: float = Field(5e-4, gt=0)
     priors_balance: Literal["class", "instance"] = "class"  # class: at most 100 samples per class per epoch
     # progressive: what stage n's phase sees. rmg: recursive mosaic r = S-n+1 (the R of RMG-PMSI);
-    # jigsaw: PMG's 2^(S-n+1) x 2^(S-n+1) jigsaw; cutmix / mixup: a fresh mix per phase (Table IV); none
-    augment: Literal["rmg", "jigsaw", "cutmix", "mixup", "none"] = "rmg"
-    mix_alpha: float = Field(1.0, gt=0)  # progressive with cutmix / mixup: Beta(alpha, alpha)
+    # jigsaw: PMG's 2^(S-n+1) x 2^(S-n+1) jigsaw; cutmix / mixup / snapmix: a fresh mix per phase
+    # (Table IV); none: the original image
+    augment: Literal["rmg", "jigsaw", "cutmix", "mixup", "snapmix", "none"] = "rmg"
+    mix_alpha: float = Field(1.0, gt=0)  # progressive with cutmix / mixup / snapmix: Beta(alpha, alpha)
     # progressive: True = one backward and optimiser step per phase (the P of RMG-PMSI); False = the
     # phases' losses summed into one step
     phases: bool = True

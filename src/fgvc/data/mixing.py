@@ -172,3 +172,34 @@ def jigsaw(images: Tensor, n: int, generator: torch.Generator | None = None) -> 
     run = math.gcd(width, pw)
     out = _apply_map(batch, _shuffled_identity(height, width // run, n, ph, pw // run, perm), run)
     return out[0] if single else out
+
+
+# --- SnapMix (Huang et al., AAAI 2021): boxes of different sizes, label weights from semantic maps --------
+
+def random_box(height: int, width: int, lam: float, generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of a box covering about ``1 - lam`` of the image, centred at random
+    (clipped at the borders), as CutMix and SnapMix draw it."""
+    cut = (1.0 - lam) ** 0.5
+    h, w = int(height * cut), int(width * cut)
+    cy = int(torch.randint(height, (1,), generator=generator))
+    cx = int(torch.randint(width, (1,), generator=generator))
+    return (max(cy - h // 2, 0), min(cy + h // 2, height), max(cx - w // 2, 0), min(cx + w // 2, width))
+
+
+def paste_box(images: Tensor, partner: Tensor, box: tuple[int, int, int, int],
+              partner_box: tuple[int, int, int, int]) -> Tensor:
+    """``images`` with ``box`` replaced by ``partner``'s ``partner_box``, resized to fit (bilinear)."""
+    top, bottom, left, right = box
+    ptop, pbottom, pleft, pright = partner_box
+    patch = partner[:, :, ptop:pbottom, pleft:pright].float()
+    patch = torch.nn.functional.interpolate(patch, size=(bottom - top, right - left), mode="bilinear",
+                                            align_corners=True)
+    out = images.clone()
+    out[:, :, top:bottom, left:right] = patch.to(images.dtype)
+    return out
+
+
+def box_share(maps: Tensor, box: tuple[int, int, int, int]) -> Tensor:
+    """Per sample, the share of a non-negative map ``[B, H, W]`` inside ``box`` (NaN for an all-zero map)."""
+    top, bottom, left, right = box
+    return maps[:, top:bottom, left:right].sum((1, 2)) / maps.sum((1, 2))

@@ -8,8 +8,8 @@ the concatenated stages. Every phase is its own backward pass and optimiser step
 phase uses are updated before the next phase runs.
 
 Switches for the ablations of RMG-PMSI (Table III, IV): ``method.augment`` picks what the phases see
-(``none`` = the original image in every phase; ``cutmix``/``mixup`` = a fresh mix per phase, with mixed
-targets); ``method.phases=False`` sums the ``S + 1`` losses into one step (no progressive training);
+(``none`` = the original image in every phase; ``cutmix``/``mixup``/``snapmix`` = a fresh mix per
+phase, with mixed targets); ``method.phases=False`` sums the ``S + 1`` losses into one step (no progressive training);
 ``model.multi_stage.interaction`` is the M. Prediction: ``concat`` = ``argmax ŷ_concat`` (P_concat,
 the primary figure) and ``mix`` = ``argmax(Σ ŷ_n + ŷ_concat)`` (P_mix).
 """
@@ -25,7 +25,7 @@ from timm.data.mixup import mixup_target
 from torch import nn
 
 from fgvc.config import Config
-from fgvc.data.mixing import jigsaw, recursive_mosaic
+from fgvc.data.mixing import box_share, jigsaw, paste_box, random_box, recursive_mosaic
 
 
 class Progressive:
@@ -36,22 +36,50 @@ class Progressive:
         self.num_classes = num_classes
         self.label_smoothing = cfg.train.label_smoothing
         self.mixup = None
+        self.mix_alpha = m.mix_alpha
         if m.augment in ("cutmix", "mixup"):
             alpha = {"mixup_alpha": m.mix_alpha if m.augment == "mixup" else 0.0,
                      "cutmix_alpha": m.mix_alpha if m.augment == "cutmix" else 0.0}
             self.mixup = Mixup(**alpha, label_smoothing=self.label_smoothing, num_classes=num_classes)
 
-    def phase_input(self, images: torch.Tensor, labels: torch.Tensor, level: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def phase_input(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                    level: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage input and target for a phase ``level`` steps from the deepest (1 = the deepest stage)."""
         if self.augment == "rmg":
             return recursive_mosaic(images, level), labels
         if self.augment == "jigsaw":
             return jigsaw(images, 2 ** level), labels
+        if self.augment == "snapmix":
+            return self.snapmix(model, images, labels)
         if self.mixup is not None and len(images) % 2 == 0:
             mixed = images.clone()  # timm mixes in place
             lam = self.mixup._mix_batch(mixed)
             return mixed, mixup_target(labels, self.num_classes, lam, self.label_smoothing)
         return images, labels
+
+    def snapmix(self, model: nn.Module, images: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SnapMix: a box of a partner image (its own size and place) resized into a box of each image;
+        each label weighs by the share of its image's semantic map the mixed image keeps.
+
+        Target ``w_a · onehot(y_a) + w_b · onehot(y_b)`` (the weights need not sum to 1), so the soft
+        cross-entropy is SnapMix's ``w_a · CE(y_a) + w_b · CE(y_b)``. Where a map is all zero the box's
+        area share stands in, as in the authors' code; their same-label adjustment is not applied.
+        """
+        height, width = images.shape[-2:]
+        lam_a, lam_b = (float(torch.distributions.Beta(self.mix_alpha, self.mix_alpha).sample()) for _ in range(2))
+        box_a, box_b = random_box(height, width, lam_a), random_box(height, width, lam_b)
+        area_a = (box_a[1] - box_a[0]) * (box_a[3] - box_a[2])
+        if area_a == 0 or (box_b[1] - box_b[0]) * (box_b[3] - box_b[2]) == 0:
+            return images, labels
+        partner = torch.randperm(len(images), device=images.device)
+        maps = semantic_maps(model, images, labels)
+        w_a = 1 - box_share(maps, box_a)
+        w_b = box_share(maps[partner], box_b)
+        kept = 1 - area_a / (height * width)
+        w_a, w_b = torch.nan_to_num(w_a, nan=kept), torch.nan_to_num(w_b, nan=1 - kept)
+        onehot = F.one_hot(labels, self.num_classes).float()
+        return paste_box(images, images[partner], box_a, box_b), w_a[:, None] * onehot + w_b[:, None] * onehot[partner]
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.dim() == 2:  # soft targets of cutmix / mixup
@@ -65,7 +93,7 @@ class Progressive:
         stages = model.stages
         losses = []
         for n in range(stages):  # stage n (0-based, shallow to deep) sees level S - n
-            x, target = self.phase_input(images, labels, stages - n)
+            x, target = self.phase_input(model, images, labels, stages - n)
             with autocast():
                 loss = self.loss(model.forward_all(x)[n], target)
             losses.append(update(loss) if self.phases else loss)
@@ -80,3 +108,20 @@ class Progressive:
     def predict(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
         outputs = model.forward_all(batch["image"])
         return {"concat": outputs[-1], "mix": torch.stack(outputs).sum(0)}
+
+
+def semantic_maps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[B, H, W]`` non-negative maps of where each image's own class is seen, at the input size.
+
+    SnapMix takes a CAM from a linear classifier; the multi-stage classifiers are MLPs, so this is the
+    Grad-CAM of the deepest smooth-conv map for the label's concatenated-classifier logit. The
+    gradient is taken with ``autograd.grad`` (no parameter's ``.grad`` is touched); nothing here is
+    trained.
+    """
+    with torch.enable_grad():
+        maps = model.smooth_maps(images.detach())
+        logits = model.concat_classifier(torch.cat(model.pool(maps), 1))
+        deepest = maps[-1]
+        grad, = torch.autograd.grad(logits.gather(1, labels[:, None]).sum(), deepest)
+    cam = F.relu((grad.mean((2, 3), keepdim=True) * deepest).sum(1, keepdim=True)).detach()
+    return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -81,10 +81,17 @@ class MultiStageNet(nn.Module):
         final, intermediates = self.backbone.body.forward_intermediates(images, indices=self.indices)
         return [*intermediates, final]
 
-    def stage_vectors(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """``m_1 … m_S`` (``x_n`` after the interaction, when there is one)."""
-        vectors = [block(x).amax(dim=(2, 3)) for block, x in zip(self.blocks, self.stage_maps(images))]
+    def smooth_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Each stage's map after its smooth conv block (what the stage's classifier pools)."""
+        return [block(x) for block, x in zip(self.blocks, self.stage_maps(images))]
+
+    def pool(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Global max pooling, then the interaction when there is one: ``m_1 … m_S``."""
+        vectors = [m.amax(dim=(2, 3)) for m in maps]
         return self.interaction(vectors) if self.interaction is not None else vectors
+
+    def stage_vectors(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.pool(self.smooth_maps(images))
 
     def forward_all(self, images: torch.Tensor) -> list[torch.Tensor]:
         vectors = self.stage_vectors(images)
