@@ -24,6 +24,23 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class JointSource(Section):
+    """One dataset of ``data.joint`` (the erudite setting): its own files, splits and label options."""
+
+    format: Literal[FORMAT_NAMES]  # type: ignore[valid-type]
+    root: str = Field(min_length=1)  # dataset folder (or manifest file)
+    name: str | None = None  # prefixes its class names ("cub/<class>"); defaults to the format name
+    train_split: str | None = None  # as data.train_split, for this dataset
+    val_split: str | None = None
+    test_split: str | None = None
+    level: Literal["variant", "family", "manufacturer"] = "variant"  # FGVC-Aircraft label level
+    crop_banner: bool = True  # FGVC-Aircraft: cut the 20-px copyright banner
+
+    @property
+    def dataset_name(self) -> str:
+        return self.name or self.format
+
+
 class DataConfig(Section):
     format: Literal[FORMAT_NAMES] = "folder"  # type: ignore[valid-type]
     root: str = ""  # dataset folder (or manifest file); relative paths are relative to the cwd
@@ -48,10 +65,23 @@ class DataConfig(Section):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)  # None: 2 x batch_size
     num_workers: int = Field(2, ge=0)
+    # The erudite setting: one model on the union of several datasets' classes, each batch balanced
+    # across them. When non-empty, data.format/root/name/*_split/level/crop_banner are not used: each
+    # source keeps its own; the other fields here (hold-out, image size, batch, ...) are shared.
+    joint: list[JointSource] = []
 
     @model_validator(mode="after")
     def _root_given(self) -> DataConfig:
-        if not self.root:
+        if self.joint:
+            names = [source.dataset_name for source in self.joint]
+            if len(names) < 2:
+                raise ValueError(f"data.joint needs at least 2 datasets (got {len(names)}): for one dataset "
+                                 "set data.format and data.root instead")
+            twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+            if twice is not None:
+                raise ValueError(f"data.joint has two datasets named '{twice}': give each its own "
+                                 "data.joint[i].name (the name defaults to the format)")
+        elif not self.root:
             raise ValueError("data.root is required: the dataset folder (or manifest file)")
         return self
 

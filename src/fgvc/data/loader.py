@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,9 +14,9 @@ from fgvc.data.dataset import ImageDataset, collate
 from fgvc.data.formats import read_dataset
 from fgvc.data.holdout import stratified_holdout
 from fgvc.data.records import DatasetSource, Sample
-from fgvc.data.samplers import ResumableSampler
+from fgvc.data.samplers import BalancedSampler, ResumableSampler
 from fgvc.data.transforms import eval_transform, train_transform
-from fgvc.errors import DataError
+from fgvc.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,13 @@ class Splits:
     val: list[Sample]
     test: list[Sample]
     names: dict[str, str]  # split role -> where it came from, e.g. {"val": "holdout 10% of train"}
+    # (dataset name, class count) in label order: dataset n owns the labels after the first n groups'
+    # classes. One group for a single dataset; one per source with ``data.joint``.
+    groups: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            self.groups = [(self.source.name, len(self.source.classes))]
 
     @property
     def classes(self) -> list[str]:
@@ -73,7 +80,12 @@ def prepare_splits(cfg: DataConfig) -> Splits:
 
     No official val split → a seeded stratified hold-out of train selects the model. No test split
     at all (a plain folder of classes) → another hold-out of train, made first, is the test split.
+    With ``data.joint`` each source is prepared so, then merged (``fgvc.data.joint``).
     """
+    if cfg.joint:
+        from fgvc.data.joint import prepare_joint_splits  # joint calls back into this function
+
+        return prepare_joint_splits(cfg)
     source = read_source(cfg)
     train_name, val_name, test_name = source.default_splits
     train_name = cfg.train_split or train_name
@@ -108,10 +120,30 @@ def make_dataset(cfg: DataConfig, samples: list[Sample], train: bool) -> ImageDa
 
 def make_loader(cfg: DataConfig, dataset: ImageDataset, *, train: bool, seed: int = 0,
                 rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Training loaders shuffle with a resumable sampler; eval loaders keep order (sharded when DDP)."""
-    sampler = ResumableSampler(len(dataset), seed, shuffle=train, rank=rank, world_size=world_size)
+    """Training loaders shuffle with a resumable sampler; eval loaders keep order (sharded when DDP).
+
+    With ``data.joint`` training batches are balanced: ``batch_size / len(joint)`` images of each dataset.
+    """
+    if train and cfg.joint:
+        sampler = _balanced_sampler(cfg, dataset, seed, rank, world_size)
+    else:
+        sampler = ResumableSampler(len(dataset), seed, shuffle=train, rank=rank, world_size=world_size)
     workers = cfg.num_workers
     return DataLoader(dataset, batch_size=cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size),
                       sampler=sampler, num_workers=workers, collate_fn=collate,
                       pin_memory=torch.cuda.is_available(), drop_last=train,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+
+
+def _balanced_sampler(cfg: DataConfig, dataset: ImageDataset, seed: int, rank: int,
+                      world_size: int) -> BalancedSampler:
+    names = [source.dataset_name for source in cfg.joint]
+    if cfg.batch_size % len(names):
+        raise ConfigError(f"data.batch_size ({cfg.batch_size}) must be a multiple of the {len(names)} datasets "
+                          "of data.joint: each batch holds the same number of images of each")
+    index = {name: i for i, name in enumerate(names)}
+    unknown = next((s.dataset for s in dataset.samples if s.dataset not in index), None)
+    if unknown is not None:
+        raise DataError(f"a training sample of dataset '{unknown}' is not one of data.joint ({', '.join(names)})")
+    return BalancedSampler([index[s.dataset] for s in dataset.samples], cfg.batch_size // len(names), seed,
+                           rank=rank, world_size=world_size)

@@ -7,10 +7,13 @@ count, worker scheduling and where a run was resumed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
+
+from fgvc.errors import DataError
 
 
 class ResumableSampler(Sampler):
@@ -41,6 +44,61 @@ class ResumableSampler(Sampler):
         per_rank = -(-self.num_samples // self.world_size)
         order += order[: per_rank * self.world_size - len(order)]
         return order[self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
+        for position, index in enumerate(self._order()[self.start:], start=self.start):
+            yield index, (base + position * self.world_size + self.rank) % 2**63
+
+
+class BalancedSampler(Sampler):
+    """The same number of images of every dataset in each batch (the erudite model, DESIGN §6.3).
+
+    ``datasets[i]`` is sample i's dataset (0 .. D-1), P = ``per_dataset``, W = ``world_size``. Each
+    dataset d has a stream: a seeded permutation of its samples followed by fresh permutations
+    (cycles) as long as needed, each seeded by (seed, epoch, d, cycle). The epoch has
+    R = ceil(n_largest / (P * W)) block rows; row r consumes stream positions [r*P*W, (r+1)*P*W) of
+    every dataset, and rank k's block is dataset-major: P samples of dataset 0 from positions
+    r*P*W + k*P ..., then P of dataset 1, and so on. Hence every consecutive P*D keys of a rank (one
+    batch with ``batch_size = P * D`` and ``drop_last``) hold exactly P of each dataset, ranks never
+    share a stream position (no sample twice within one pass of a dataset), the largest dataset sets
+    the epoch's length, and a smaller one repeats a sample only after all its samples came up.
+    ``set_epoch(e, start=k)`` and the ``(index, aug_seed)`` keys work as in ``ResumableSampler``.
+    """
+
+    def __init__(self, datasets: Sequence[int], per_dataset: int, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        if per_dataset < 1:
+            raise ValueError(f"BalancedSampler: per_dataset must be >= 1, got {per_dataset}")
+        labels = np.asarray(datasets, dtype=np.int64)
+        count = int(labels.max()) + 1 if len(labels) else 0
+        self.members = [np.flatnonzero(labels == d) for d in range(count)]
+        empty = [d for d, m in enumerate(self.members) if not len(m)]
+        if not self.members or empty:
+            raise DataError(f"balanced sampler: dataset {empty[0] if empty else 0} has no training samples")
+        self.per_dataset, self.seed = per_dataset, seed
+        self.rank, self.world_size = rank, world_size
+        self.rows = -(-max(len(m) for m in self.members) // (per_dataset * world_size))
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return self.rows * self.per_dataset * len(self.members) - self.start
+
+    def _stream(self, d: int, length: int) -> np.ndarray:
+        members = self.members[d]
+        cycles = -(-length // len(members))
+        key = [self.seed % 2**64, self.epoch, d]
+        parts = [members[np.random.default_rng(key + [c]).permutation(len(members))] for c in range(cycles)]
+        return np.concatenate(parts)[:length]
+
+    def _order(self) -> list[int]:
+        p, w = self.per_dataset, self.world_size
+        blocks = np.stack([self._stream(d, self.rows * p * w).reshape(self.rows, w, p)[:, self.rank]
+                           for d in range(len(self.members))], axis=1)  # [rows, D, P]
+        return blocks.reshape(-1).tolist()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         base = (self.seed * 1_000_003 + self.epoch) * 10_000_019

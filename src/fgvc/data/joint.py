@@ -1,0 +1,53 @@
+"""Several datasets as one (the erudite model, DESIGN §6.3): the union of their label spaces.
+
+Each source of ``data.joint`` is read and split on its own, exactly as a single-dataset run would
+(official splits, or the seeded stratified hold-outs), then the splits are concatenated: dataset n's
+labels are shifted by the class counts of the datasets before it, its class names become
+``"<dataset>/<class>"`` and each sample's ``dataset`` field is the dataset's name. ``Splits.groups``
+records (name, class count) in label order, so a method can tell which dataset a label belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fgvc.config import DataConfig, JointSource
+from fgvc.data.loader import Splits, prepare_splits
+from fgvc.data.records import DatasetSource, Sample
+
+ROLES = ("train", "val", "test")
+OWN_FIELDS = ("format", "root", "train_split", "val_split", "test_split", "level", "crop_banner")
+
+
+def source_config(cfg: DataConfig, source: JointSource) -> DataConfig:
+    """The single-dataset config of one source: its own files and splits, everything else shared."""
+    own = {key: getattr(source, key) for key in OWN_FIELDS}
+    return DataConfig.model_validate(cfg.model_dump() | own | {"name": source.dataset_name, "joint": []})
+
+
+def _shifted(samples: list[Sample], offset: int, name: str) -> list[Sample]:
+    return [replace(s, label=s.label + offset, dataset=name) for s in samples]
+
+
+def prepare_joint_splits(cfg: DataConfig) -> Splits:
+    """Prepare every source of ``cfg.joint`` and merge them into one label space (offsets in order)."""
+    parts = [(source.dataset_name, prepare_splits(source_config(cfg, source))) for source in cfg.joint]
+    merged: dict[str, list[Sample]] = {role: [] for role in ROLES}
+    classes: list[str] = []
+    problems: list[str] = []
+    for name, part in parts:
+        for role in ROLES:
+            merged[role] += _shifted(part.samples(role), len(classes), name)
+        classes += [f"{name}/{c}" for c in part.classes]
+        problems += [f"{name}: {p}" for p in part.source.problems]
+    ranks = dict.fromkeys(rank for _, part in parts for rank in part.source.taxonomy)
+    taxonomy = {"dataset": [name for name, part in parts for _ in part.classes]}
+    for rank in ranks:  # a rank some datasets lack (e.g. iNat's genus next to CUB) is "" for their classes
+        if rank != "dataset":
+            taxonomy[rank] = [v for _, part in parts
+                              for v in part.source.taxonomy.get(rank, [""] * len(part.classes))]
+    names = [name for name, _ in parts]
+    source = DatasetSource("+".join(names), classes, merged, ROLES, problems, taxonomy)
+    described = {role: "; ".join(f"{name}: {part.names[role]}" for name, part in parts) for role in ROLES}
+    return Splits(source, merged["train"], merged["val"], merged["test"], described,
+                  [(name, len(part.classes)) for name, part in parts])
