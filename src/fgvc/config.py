@@ -114,18 +114,30 @@ class MultiStageConfig(Section):
     interaction: bool = True  # the M of RMG-PMSI (multi-stage interaction); False: PMG's heads
 
 
+class EruditeConfig(Section):
+    """The erudite model's head (used when ``model.head=erudite``; needs ``data.joint``)."""
+
+    experts: bool = True  # dataset experts + re-fusion gate (Baseline+); False: max pooling + joint classifier
+    attention: bool = True  # multi-head spatial attention before the experts (Baseline++ / Ours)
+    expert_channels: int | None = Field(None, ge=1)  # C'; None: the backbone's channels (paper; released code: 512)
+    heads: int = Field(8, ge=1)  # spatial attention groups
+
+
 class ModelConfig(Section):
     backbone: str = "resnet50"  # any timm model name
     pretrained: str | None = None  # None: random init; "hub": timm's hub weights; else a local file
     drop_rate: float = Field(0.0, ge=0, lt=1)  # dropout before the classifier
-    head: Literal["linear", "multi_stage"] = "linear"  # multi_stage: PMG / RMG-PMSI classifiers per stage
+    # multi_stage: PMG / RMG-PMSI classifiers per stage; erudite: experts, gate, attention (joint data)
+    head: Literal["linear", "multi_stage", "erudite"] = "linear"
     fusion: FusionConfig = FusionConfig()
     multi_stage: MultiStageConfig = MultiStageConfig()
+    erudite: EruditeConfig = EruditeConfig()
 
 
 class MethodConfig(Section):
-    # priors: PriorsNet baseline (no image training); progressive: PMG / RMG-PMSI phases
-    name: Literal["supervised", "priors", "progressive"] = "supervised"
+    # priors: PriorsNet baseline (no image training); progressive: PMG / RMG-PMSI phases;
+    # erudite: L_all with per-dataset auxiliary losses, optionally meta-learned attention
+    name: Literal["supervised", "priors", "progressive", "erudite"] = "supervised"
     image_checkpoint: str | None = None  # priors: the image-only model combined with the prior at test time
     priors_epochs: int = Field(30, ge=1)  # PriorsNet recipe of the geo_prior code: Adam 5e-4, x0.98/epoch
     priors_batch_size: int = Field(1024, ge=1)
@@ -136,6 +148,10 @@ class MethodConfig(Section):
     # (Table IV); none: the original image
     augment: Literal["rmg", "jigsaw", "cutmix", "mixup", "snapmix", "none"] = "rmg"
     mix_alpha: float = Field(1.0, gt=0)  # progressive with cutmix / mixup / snapmix: Beta(alpha, alpha)
+    # erudite: how the attention parameters learn. maml: stage II with the meta loss (Ours);
+    # pcgrad: stage II with PCGrad over the datasets (Ours_PCGrad); none: with everything else
+    meta: Literal["maml", "pcgrad", "none"] = "maml"
+    meta_lr: float = Field(0.01, gt=0)  # erudite: the inner step α of θ' = θ - α ∇θ L_all(meta-train)
     # progressive: True = one backward and optimiser step per phase (the P of RMG-PMSI); False = the
     # phases' losses summed into one step
     phases: bool = True
@@ -222,6 +238,9 @@ class Config(Section):
                              f"method.name={self.method.name}, model.head={self.model.head})")
         if self.model.head == "multi_stage" and self.model.fusion.name != "none":
             raise ValueError("model.head=multi_stage reads no metadata: set model.fusion.name=none")
+        if (self.method.name == "erudite") != (self.model.head == "erudite"):
+            raise ValueError("method.name=erudite and model.head=erudite go together (got "
+                             f"method.name={self.method.name}, model.head={self.model.head})")
         return self
 
     @property

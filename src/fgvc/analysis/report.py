@@ -67,6 +67,10 @@ def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "r
     md += ["## Results", "", markdown_table([{
         "split": split, "top-1": test.get("top1"), "top-5": test.get("top5"),
         "mean per-class": test.get("mean_per_class"), "images": test.get("num_samples")}]), ""]
+    if test.get("per_dataset"):
+        md += ["Per dataset (joint label space; a prediction counts only if it is the right class of the union):",
+               "", markdown_table([{"dataset": name, "top-1": acc} for name, acc in test["per_dataset"].items()]
+                                  + [{"dataset": "arithmetic mean", "top-1": test["mean_over_datasets"]}]), ""]
     if test.get("rules"):
         first = next(iter(test["rules"]))
         md += [f"Prediction rules (the first, `{first}`, is the headline figure and selects the model):", "",

@@ -57,11 +57,24 @@ def predict_loader(model: nn.Module, method, loader: DataLoader, device: torch.d
 
 
 def evaluate(model: nn.Module, method, loader: DataLoader, device: torch.device, num_classes: int,
-             topk: tuple[int, ...] = (1, 5), **kwargs) -> dict:
-    """Metrics of the primary rule; with several rules, ``"rules"`` maps each to its top-k figures."""
+             topk: tuple[int, ...] = (1, 5), groups: list[tuple[str, int]] | None = None, **kwargs) -> dict:
+    """Metrics of the primary rule; with several rules, ``"rules"`` maps each to its top-k figures.
+
+    ``groups`` (dataset name, class count) of a joint label space add ``"per_dataset"`` top-1 (a
+    prediction counts as right only if it is the right class of the whole union) and their mean.
+    """
     outputs, labels = predict_loader_all(model, method, loader, device, **kwargs)
     names = list(outputs)
     metrics = classification_metrics(outputs[names[0]], labels, num_classes, topk)
+    if groups and len(groups) > 1:
+        correct = outputs[names[0]].argmax(1) == labels
+        start, per_dataset = 0, {}
+        for name, count in groups:
+            mask = (labels >= start) & (labels < start + count)
+            per_dataset[name] = 100.0 * correct[mask].float().mean().item() if mask.any() else float("nan")
+            start += count
+        metrics["per_dataset"] = per_dataset
+        metrics["mean_over_datasets"] = sum(per_dataset.values()) / len(per_dataset)
     if len(names) > 1:
         metrics["rules"] = {name: {f"top{k}": 100.0 * topk_correct(outputs[name], labels, k).float().mean().item()
                                    for k in topk} for name in names}

@@ -99,7 +99,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     dataset = make_dataset(data_cfg, splits.samples(split), train=False)
     loader = make_loader(data_cfg, dataset, train=False)
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
-                       progress=cfg.train.progress)
+                       groups=getattr(splits, "groups", None), progress=cfg.train.progress)
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
     if write:  # the test figures go into the run's report (keeping its training curves); others beside it
         cfg.run_dir.mkdir(parents=True, exist_ok=True)

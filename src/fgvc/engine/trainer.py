@@ -130,7 +130,8 @@ class Trainer:
             raise FgvcError(f"train split has {len(self.train_set)} images, fewer than one batch of "
                             f"{cfg.data.batch_size}: lower data.batch_size")
 
-        self.model = build_model(cfg, self.num_classes).to(self.device)
+        self.groups = [count for _, count in getattr(self.splits, "groups", None) or []] or None
+        self.model = build_model(cfg, self.num_classes, groups=self.groups).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg, self.num_classes)
@@ -147,7 +148,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "state": asdict(self.state), "rng": rng_state(), "config": self.cfg.model_dump(mode="json"),
-                "classes": self.splits.classes, "dataset": self.splits.source.name}
+                "classes": self.splits.classes, "dataset": self.splits.source.name, "groups": self.groups}
 
     def save_last(self) -> None:
         save_atomic(self.checkpoint(), self.ckpt_dir / "last.pt")
@@ -155,7 +156,7 @@ class Trainer:
     def save_best(self) -> None:
         save_atomic({"model": self.model.state_dict(), "state": asdict(self.state),
                      "config": self.cfg.model_dump(mode="json"), "classes": self.splits.classes,
-                     "dataset": self.splits.source.name}, self.ckpt_dir / "best.pt")
+                     "dataset": self.splits.source.name, "groups": self.groups}, self.ckpt_dir / "best.pt")
 
     def resume(self) -> None:
         ckpt = load_checkpoint(self.ckpt_dir / "last.pt")
@@ -263,15 +264,31 @@ class Trainer:
     def autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, enabled=self.amp)
 
-    def update(self, loss: torch.Tensor) -> float:
-        """Backward and optimiser step for one loss; stops the run on a non-finite one."""
+    def update(self, loss: torch.Tensor, only: list[nn.Parameter] | None = None,
+               skip: list[nn.Parameter] | None = None, grads: list[torch.Tensor] | None = None) -> float:
+        """Backward and optimiser step for one loss; stops the run on a non-finite one.
+
+        ``only``: gradients of these parameters alone (``torch.autograd.grad``; or the given
+        ``grads``, e.g. PCGrad's), every other parameter keeps no gradient and so is not stepped.
+        ``skip``: the full backward, then these parameters' gradients are dropped.
+        """
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at epoch {self.state.epoch + 1}, step "
                 f"{self.state.step_in_epoch + 1} (global step {self.state.global_step + 1}); the last good "
                 f"checkpoint is {self.ckpt_dir / 'last.pt'} — lower optim.lr or set train.grad_clip")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        if only is not None:
+            if grads is None:
+                grads = torch.autograd.grad(self.scaler.scale(loss), only, allow_unused=True)
+            elif self.scaler.is_enabled():
+                grads = [g * self.scaler.get_scale() for g in grads]
+            for p, g in zip(only, grads):
+                p.grad = None if g is None else g.detach()
+        else:
+            self.scaler.scale(loss).backward()
+            for p in skip or ():
+                p.grad = None
         if self.cfg.train.grad_clip:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)

@@ -10,6 +10,10 @@ def build_method(cfg: Config, num_classes: int):
         from fgvc.methods.progressive import Progressive
 
         return Progressive(cfg, num_classes)
+    if cfg.method.name == "erudite":
+        from fgvc.methods.erudite import Erudite
+
+        return Erudite(cfg, num_classes)
     from fgvc.methods.supervised import Supervised
 
     return Supervised(cfg, num_classes)

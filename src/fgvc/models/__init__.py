@@ -11,8 +11,12 @@ from fgvc.models.backbones import Backbone
 from fgvc.models.heads import ImageClassifier
 
 
-def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True) -> nn.Module:
-    """``load_pretrained=False`` when a checkpoint's weights will replace them anyway (evaluation)."""
+def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
+                groups: list[int] | None = None) -> nn.Module:
+    """``load_pretrained=False`` when a checkpoint's weights will replace them anyway (evaluation).
+
+    ``groups``: class counts per dataset of a joint label space (the erudite head); default one group.
+    """
     backbone = Backbone(cfg.model.backbone, cfg.model.pretrained if load_pretrained else None,
                         announce=load_pretrained)
     if cfg.model.head == "multi_stage":
@@ -23,6 +27,14 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True) -> 
             return MultiStageNet(backbone, num_classes, ms.stages, ms.hidden, ms.channels, ms.interaction)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    if cfg.model.head == "erudite":
+        from fgvc.models.erudite import EruditeNet
+
+        e = cfg.model.erudite
+        try:
+            return EruditeNet(backbone, groups or [num_classes], e.expert_channels, e.attention, e.experts, e.heads)
+        except ValueError as exc:
+            raise ConfigError(f"model.erudite: {exc}") from None
     if cfg.model.fusion.name == "none":
         return ImageClassifier(backbone, num_classes, cfg.model.drop_rate)
     from fgvc.models.fusion import FusionClassifier, build_fusion_head
@@ -36,6 +48,6 @@ def model_from_checkpoint(ckpt: dict, num_classes: int, cfg: Config | None = Non
     model_cfg = build_config(ckpt["config"]) if ckpt.get("config") else cfg
     if model_cfg is None:
         raise ValueError("the checkpoint holds no config: pass the one it was trained with")
-    model = build_model(model_cfg, num_classes, load_pretrained=False)
+    model = build_model(model_cfg, num_classes, load_pretrained=False, groups=ckpt.get("groups"))
     model.load_state_dict(ckpt["model"])
     return model_cfg, model
