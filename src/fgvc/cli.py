@@ -151,6 +151,20 @@ def cmd_benchmark_latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_protocol_erudite(args: argparse.Namespace) -> int:
+    from fgvc.config import load_config
+    from fgvc.erudite_protocol import VARIANTS, run_protocol
+
+    cfg = load_config(args.config, args.overrides)
+    if len(cfg.data.joint) < 2:
+        raise FgvcError(f"{args.config}: the protocol needs data.joint with at least 2 datasets")
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise FgvcError(f"--variants: unknown {', '.join(unknown)} (one of {', '.join(VARIANTS)})")
+    print(f"protocol report: {run_protocol(cfg, args.variants, tuple(args.sizes))}")
+    return 0
+
+
 def cmd_analyze_cam(args: argparse.Namespace) -> int:
     from fgvc.analysis.cam import cam_for_checkpoint
 
@@ -267,6 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PyTorch under torch.inference_mode instead of no_grad")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.set_defaults(func=cmd_benchmark_latency)
+
+    protocol = sub.add_parser("protocol", help="a paper's multi-run protocol (erudite: every dataset mixture vs Single)")
+    protocol_sub = protocol.add_subparsers(dest="protocol_command", required=True, metavar="PROTOCOL")
+    p = protocol_sub.add_parser("erudite", help="joint variants vs Single on every mixture of data.joint",
+                                description="For every mixture (of --sizes) of the config's data.joint: one "
+                                "image-only model per dataset plus a coarse dataset classifier (Single), and each "
+                                "joint variant; writes <output_dir>/<name>/protocol.md with per-dataset test "
+                                "top-1, the mean and Δ against Single.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--variants", nargs="+", default=["baseline", "baseline_plus", "baseline_plusplus", "ours"],
+                   help="baseline, baseline_plus, baseline_plusplus, ours, ours_pcgrad (default: all but ours_pcgrad)")
+    p.add_argument("--sizes", nargs="+", type=int, default=[2, 3, 4],
+                   help="mixture sizes (default 2 3 4: the 11 mixtures of four datasets)")
+    p.set_defaults(func=cmd_protocol_erudite)
 
     analyze = sub.add_parser("analyze", help="figures from trained models: class activation maps, ...")
     analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True, metavar="ANALYSIS")

@@ -69,6 +69,7 @@ class DataConfig(Section):
     # across them. When non-empty, data.format/root/name/*_split/level/crop_banner are not used: each
     # source keeps its own; the other fields here (hold-out, image size, batch, ...) are shared.
     joint: list[JointSource] = []
+    joint_target: Literal["class", "dataset"] = "class"  # dataset: learn which dataset (Single's coarse classifier)
 
     @model_validator(mode="after")
     def _root_given(self) -> DataConfig:

@@ -5,6 +5,9 @@ Each source of ``data.joint`` is read and split on its own, exactly as a single-
 labels are shifted by the class counts of the datasets before it, its class names become
 ``"<dataset>/<class>"`` and each sample's ``dataset`` field is the dataset's name. ``Splits.groups``
 records (name, class count) in label order, so a method can tell which dataset a label belongs to.
+
+``data.joint_target=dataset`` relabels every sample with its dataset's index instead (classes are the
+dataset names): the coarse classifier of the Single comparison, which picks the expert model.
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ def _shifted(samples: list[Sample], offset: int, name: str) -> list[Sample]:
     return [replace(s, label=s.label + offset, dataset=name) for s in samples]
 
 
+def by_dataset(splits: Splits) -> Splits:
+    """The same samples labelled by dataset index (one class per dataset)."""
+    names = [name for name, _ in splits.groups]
+    relabel = {role: [replace(s, label=names.index(s.dataset)) for s in splits.samples(role)] for role in ROLES}
+    source = DatasetSource(splits.source.name + " (which dataset)", names, relabel, ROLES, splits.source.problems)
+    return Splits(source, relabel["train"], relabel["val"], relabel["test"], splits.names,
+                  [(name, 1) for name in names])
+
+
 def prepare_joint_splits(cfg: DataConfig) -> Splits:
     """Prepare every source of ``cfg.joint`` and merge them into one label space (offsets in order)."""
     parts = [(source.dataset_name, prepare_splits(source_config(cfg, source))) for source in cfg.joint]
@@ -49,5 +61,6 @@ def prepare_joint_splits(cfg: DataConfig) -> Splits:
     names = [name for name, _ in parts]
     source = DatasetSource("+".join(names), classes, merged, ROLES, problems, taxonomy)
     described = {role: "; ".join(f"{name}: {part.names[role]}" for name, part in parts) for role in ROLES}
-    return Splits(source, merged["train"], merged["val"], merged["test"], described,
-                  [(name, len(part.classes)) for name, part in parts])
+    splits = Splits(source, merged["train"], merged["val"], merged["test"], described,
+                    [(name, len(part.classes)) for name, part in parts])
+    return by_dataset(splits) if cfg.joint_target == "dataset" else splits

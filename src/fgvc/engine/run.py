@@ -12,7 +12,7 @@ from fgvc.analysis.report import write_report
 from fgvc.config import Config
 from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
 from fgvc.engine.checkpoint import load_checkpoint
-from fgvc.engine.evaluate import evaluate
+from fgvc.engine.evaluate import evaluate, predict_loader
 from fgvc.engine.trainer import Trainer, prepare_run_dir, resolve_device, setup_file_logging
 from fgvc.errors import FgvcError
 from fgvc.methods import build_method
@@ -109,6 +109,14 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
             report |= {k: old[k] for k in ("epochs", "best_epoch", "best_val_top1") if k in old}
         write_report(cfg.run_dir, report, splits.classes, "report" if split == "test" else f"report_{split}")
     return report
+
+
+def predict_split(cfg: Config, checkpoint: str | Path, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """The checkpoint's primary logits ``[N, C]`` and the labels on one split, in the split's order."""
+    splits = prepare_splits(cfg.data)
+    _, model, method, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
+    loader = make_loader(data_cfg, make_dataset(data_cfg, splits.samples(split), train=False), train=False)
+    return predict_loader(model, method, loader, device, progress=cfg.train.progress)
 
 
 def evaluate_robustness(cfg: Config, checkpoint: str | Path, corruptions: list[str], split: str = "test") -> dict:

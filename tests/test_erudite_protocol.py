@@ -1,0 +1,45 @@
+"""The erudite protocol: Single (per-dataset models + a coarse classifier) vs joint variants, per mixture."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from conftest import tiny_config, write_folder_dataset
+
+from fgvc.cli import main
+from fgvc.erudite_protocol import run_protocol, single_scores
+
+
+def test_single_needs_the_right_dataset_and_the_right_class():
+    coarse = torch.tensor([0, 0, 1, 1, 1, 0])  # dataset a's 3 test images, then b's 3
+    correct = {"a": torch.tensor([True, True, True]), "b": torch.tensor([True, False, True])}
+    scores = single_scores(coarse, correct)
+    assert abs(scores["a"] - 200 / 3) < 1e-4  # third image sent to b's model: wrong although a's model is right
+    assert abs(scores["b"] - 100 / 3) < 1e-4  # first right; second wrong class; third sent to a
+
+
+def test_protocol_on_two_tiny_datasets(tmp_path, capsys):
+    a = write_folder_dataset(tmp_path / "a", classes=3, train_per_class=12, seed=1)
+    b = write_folder_dataset(tmp_path / "b", classes=2, train_per_class=12, seed=2)
+    cfg = tiny_config(a, tmp_path / "runs", name="proto",
+                      data={"joint": [{"format": "folder", "root": str(a), "name": "a"},
+                                      {"format": "folder", "root": str(b), "name": "b"}], "batch_size": 4},
+                      model={"head": "erudite", "erudite": {"heads": 4}}, method={"name": "erudite"},
+                      schedule={"epochs": 1, "warmup_epochs": 0})
+    report = run_protocol(cfg, ["baseline", "ours"], sizes=(2,))
+    text = report.read_text()
+    for method in ("Single", "Baseline", "Ours"):
+        assert f"| {method} |" in text
+    results = json.loads((report.parent / "protocol.json").read_text())["a+b"]
+    assert set(results) == {"single", "baseline", "ours"}
+    assert all(set(scores) == {"a", "b"} for scores in results.values())
+    runs = {p.name for p in (tmp_path / "runs").iterdir()}
+    assert {"proto_single_a", "proto_single_b", "proto_coarse_a+b", "proto_ours_a+b"} <= runs
+    coarse = json.loads((tmp_path / "runs" / "proto_coarse_a+b" / "report.json").read_text())
+    assert set(coarse["test"]["per_dataset"]) == {"a", "b"}  # the coarse model's accuracy per dataset
+    # the CLI refuses a single-dataset config in one line
+    config = tmp_path / "one.yaml"
+    config.write_text(json.dumps({"data": {"format": "folder", "root": str(a)}}))
+    assert main(["-q", "protocol", "erudite", str(config)]) == 2
+    assert "data.joint" in capsys.readouterr().err
