@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fgvc.cli import main
 from fgvc.config import load_config
-from fgvc.demo import RMG_PMSI_MODELS, rmg_pmsi_config
+from fgvc.demo import RMG_PMSI_MODELS, erudite_config, rmg_pmsi_config
 
 
 def test_quick_demo_writes_the_comparison(tmp_path, capsys):
@@ -28,6 +28,9 @@ def test_quick_demo_writes_the_comparison(tmp_path, capsys):
     rmg = json.loads((out / "rmg_pmsi" / "report.json").read_text())
     assert set(rmg["test"]["rules"]) == {"concat", "mix"}
     assert (out / "rmg_pmsi" / "report_robustness.md").is_file()
+    assert "## The erudite model" in report and "| Single |" in report and "| Ours |" in report
+    ours = json.loads((out / "erudite_ours_cub+cars+aircraft+flowers" / "report.json").read_text())
+    assert set(ours["test"]["per_dataset"]) == {"cub", "cars", "aircraft", "flowers"}
 
 
 def test_demo_configs_match_the_synthetic_yaml_files(tmp_path):
@@ -43,3 +46,12 @@ def test_demo_configs_match_the_synthetic_yaml_files(tmp_path):
         assert demo.method.name == yaml_cfg.method.name
         if demo.method.name == "progressive":
             assert demo.method == yaml_cfg.method
+
+
+def test_erudite_demo_config_matches_the_synthetic_yaml(tmp_path):
+    root = Path(__file__).parents[1] / "configs" / "erudite" / "synthetic"
+    demo = erudite_config(tmp_path, tmp_path, seed=0, epochs=10, quick=False)
+    joint = [f"data.joint={[{'format': s.format, 'root': s.root} for s in demo.data.joint]}"]
+    yaml_cfg = load_config(root / "_synthetic.yaml", joint + [f"output_dir={tmp_path}", "name=erudite"])
+    for section in ("data", "model", "method", "optim", "schedule"):
+        assert getattr(demo, section) == getattr(yaml_cfg, section), section

@@ -334,14 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inat-root", help="iNat 2021 folder (train_mini.json, val.json): names the classes")
     p.set_defaults(func=cmd_import_checkpoint)
 
-    p = sub.add_parser("demo", help="synthetic benchmark on a CPU: image-only vs concat vs Dynamic MLP; baseline vs PMG vs RMG-PMSI")
+    p = sub.add_parser("demo", help="synthetic benchmark on a CPU: Dynamic MLP, RMG-PMSI and the erudite model "
+                       "against their baselines")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),
                    help="cache folder for the synthetic benchmark (written if absent)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs and the demo report")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="one run per model and seed; the table gives mean ± std (default: 0 1 2)")
-    p.add_argument("--sections", nargs="+", choices=["dynamic_mlp", "rmg_pmsi"], default=["dynamic_mlp", "rmg_pmsi"],
+    p.add_argument("--sections", nargs="+", choices=["dynamic_mlp", "rmg_pmsi", "erudite"],
+                   default=["dynamic_mlp", "rmg_pmsi", "erudite"],
                    help="which comparisons to run (default: all); rmg_pmsi uses the first seed only")
     p.add_argument("--quick", action="store_true", help="tiny runs (seconds) to check the installation")
     p.set_defaults(func=cmd_demo)
