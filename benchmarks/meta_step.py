@@ -1,15 +1,18 @@
 """The erudite meta step: fgvc's θ-only adaptation against adapting the whole model (released code).
 
-Both compute the same thing — the gradient of ``L_meta = L_all(θ; meta-train) + L_all(θ'; meta-test)``
-with respect to the attention parameters θ, second order through ``θ' = θ − α∇θ L_all`` — on the
-same model, batch and meta-test dataset, alternating, in one process:
+Both compute the second-order gradient, with respect to the attention parameters θ, of
+``L_meta = L_all(meta-train) + L_all(adapted; meta-test)`` on the same model, batch and meta-test
+dataset, alternating, in one process:
 
-- **fgvc**: θ sits after the backbone, so the backbone runs once without a graph and only the head
-  is adapted and re-run (``torch.func.functional_call`` over θ, no copy).
-- **whole model** (the released code's way): a deep copy of the network per step, the full forward
-  with graph for meta-train and again for meta-test through the adapted copy.
+- **fgvc** (DESIGN §6.3): only θ is adapted, ``θ' = θ − α∇θ L_all``; θ sits after the backbone, so
+  the backbone runs once without a graph and only the head is re-run (``functional_call`` over θ,
+  no copy).
+- **whole model** (the released code's way): a deep copy of the network per step whose every
+  parameter is adapted with ``create_graph=True``, the meta-test forward through the adapted copy,
+  the second-order backward through the whole network.
 
-The two gradients are checked to agree before timing.
+The objectives differ (one adapts θ, the other everything), so the gradients are not compared here;
+tests/test_erudite_method.py checks fgvc's against an explicit second-order expression.
 
     python benchmarks/meta_step.py [--backbone resnet18] [--size 112] [--per-dataset 8] [--repeats 7]
 """
@@ -53,25 +56,28 @@ def fgvc_meta_grad(net: EruditeNet, images, labels, test: int, alpha: float) -> 
     return list(torch.autograd.grad(loss, theta))
 
 
+class TrainForward(torch.nn.Module):
+    """``model.forward_train`` as a module call, so ``functional_call`` can run it."""
+
+    def __init__(self, model: EruditeNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> dict:
+        return self.model.forward_train(images)
+
+
 def whole_model_meta_grad(net: EruditeNet, images, labels, test: int, alpha: float) -> list[torch.Tensor]:
-    names = [f"head.{n}" for n in net.head.meta_parameter_names()]
-    model = copy.deepcopy(net)  # the released code clones the network each step
-    params = dict(model.named_parameters())
-    theta = [params[n] for n in names]
+    wrapper = TrainForward(copy.deepcopy(net))  # the released code clones the network each step
+    params = dict(wrapper.named_parameters())
+    theta = [params[f"model.head.{n}"] for n in net.head.meta_parameter_names()]
     index = dataset_index(labels, GROUPS)[0]
     train, held = index != test, index == test
-    train_loss = joint_loss(model.forward_train(images[train]), labels[train], GROUPS)
-    grads = torch.autograd.grad(train_loss, theta, create_graph=True)
-    adapted = {n: p - alpha * g for n, p, g in zip(names, theta, grads)}
-    test_out = _forward_train(model, adapted, images[held])
-    loss = train_loss + joint_loss(test_out, labels[held], GROUPS)
+    train_loss = joint_loss(wrapper(images[train]), labels[train], GROUPS)
+    grads = torch.autograd.grad(train_loss, list(params.values()), create_graph=True, allow_unused=True)
+    adapted = {n: p if g is None else p - alpha * g for (n, p), g in zip(params.items(), grads)}
+    loss = train_loss + joint_loss(functional_call(wrapper, adapted, (images[held],)), labels[held], GROUPS)
     return list(torch.autograd.grad(loss, theta))
-
-
-def _forward_train(model: EruditeNet, adapted: dict, images: torch.Tensor) -> dict:
-    """``model.forward_train`` with the adapted θ swapped in (through the whole network's graph)."""
-    head_params = {n.removeprefix("head."): t for n, t in adapted.items()}
-    return functional_call(model.head, head_params, (model.features(images),))
 
 
 def timed(fn, *args) -> float:
@@ -90,11 +96,6 @@ def main() -> None:
     torch.manual_seed(0)
     net = EruditeNet(Backbone(args.backbone, announce=False), GROUPS).eval()  # eval: identical BN in both
     images, labels = batch(args.per_dataset, args.size)
-    ours = fgvc_meta_grad(net, images, labels, 1, 0.01)
-    theirs = whole_model_meta_grad(net, images, labels, 1, 0.01)
-    diff = max((a - b).abs().max().item() for a, b in zip(ours, theirs))
-    scale = max(a.abs().max().item() for a in ours)
-    assert diff <= 1e-4 * max(scale, 1e-6), f"the two meta-gradients differ by {diff}"
     times = {"fgvc (θ-only, backbone once)": [], "whole model (copy + full graph)": []}
     for r in range(args.repeats):
         test = r % len(GROUPS)
@@ -102,8 +103,7 @@ def main() -> None:
         times["whole model (copy + full graph)"].append(timed(whole_model_meta_grad, net, images, labels, test, 0.01))
     base = statistics.median(times["whole model (copy + full graph)"])
     print(f"{args.backbone}, {args.size} px, batch {len(labels)} ({args.per_dataset} per dataset, 4 datasets), "
-          f"cpu, {torch.get_num_threads()} threads, median of {args.repeats}; gradients agree to {diff:.1e} "
-          f"(largest {scale:.1e})")
+          f"cpu, {torch.get_num_threads()} threads, median of {args.repeats}")
     print(markdown_table([{"meta step": k, "ms": f"{statistics.median(v) * 1e3:.1f}",
                            "speed-up": f"{base / statistics.median(v):.2f}x"} for k, v in times.items()]))
 
