@@ -33,11 +33,20 @@ def test_protocol_on_two_tiny_datasets(tmp_path, capsys):
         assert f"| {method} |" in text
     results = json.loads((report.parent / "protocol.json").read_text())["a+b"]
     assert set(results) == {"single", "baseline", "ours"}
-    assert all(set(scores) == {"a", "b"} for scores in results.values())
+    assert all({k for k in scores if not k.startswith("_")} == {"a", "b"} for scores in results.values())
+    assert results["ours"]["_positive"] + results["ours"]["_negative"] == 5  # every class of the union
+    assert "positive / negative classes" in text
     runs = {p.name for p in (tmp_path / "runs").iterdir()}
     assert {"proto_single_a", "proto_single_b", "proto_coarse_a+b", "proto_ours_a+b"} <= runs
     coarse = json.loads((tmp_path / "runs" / "proto_coarse_a+b" / "report.json").read_text())
     assert set(coarse["test"]["per_dataset"]) == {"a", "b"}  # the coarse model's accuracy per dataset
+    # Table 1's feature analysis on the joint model, from its saved config
+    run = tmp_path / "runs" / "proto_ours_a+b"
+    assert main(["-q", "analyze", "features", str(run / "config.yaml")]) == 0
+    features = json.loads((run / "features_test" / "features.json").read_text())
+    assert set(features["clusters"]) == {"a", "b"} and "a-b" in features["mmd2"]
+    assert features["complexity"]["params_train_m"] > features["complexity"]["params_test_m"]  # aux dropped
+    assert (run / "features_test" / "tsne.png").stat().st_size > 5000
     # the CLI refuses a single-dataset config in one line
     config = tmp_path / "one.yaml"
     config.write_text(json.dumps({"data": {"format": "folder", "root": str(a)}}))

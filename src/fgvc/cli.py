@@ -165,6 +165,21 @@ def cmd_protocol_erudite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_features(args: argparse.Namespace) -> int:
+    from fgvc.config import load_config
+    from fgvc.engine.run import analyse_features
+
+    overrides, extra = _split_overrides(args.overrides, "checkpoint", "split")
+    cfg = load_config(args.config, overrides)
+    checkpoint = extra.get("checkpoint") or str(cfg.run_dir / "checkpoints" / "best.pt")
+    split = extra.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise FgvcError(f"split={split}: expected one of train, val, test")
+    analyse_features(cfg, checkpoint, split)
+    print(f"feature analysis: {cfg.run_dir / f'features_{split}' / 'features.md'}")
+    return 0
+
+
 def cmd_analyze_cam(args: argparse.Namespace) -> int:
     from fgvc.analysis.cam import cam_for_checkpoint
 
@@ -297,8 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixture sizes (default 2 3 4: the 11 mixtures of four datasets)")
     p.set_defaults(func=cmd_protocol_erudite)
 
-    analyze = sub.add_parser("analyze", help="figures from trained models: class activation maps, ...")
+    analyze = sub.add_parser("analyze", help="figures from trained models: feature analysis, class activation maps")
     analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True, metavar="ANALYSIS")
+    p = analyze_sub.add_parser("features", help="cluster metrics per dataset, MMD between datasets, params/MACs, t-SNE",
+                               description="On the features the classifier reads (checkpoint=PATH, default the "
+                               "run's best.pt; split=test|val|train): silhouette, Calinski-Harabasz and "
+                               "Davies-Bouldin per dataset, MMD² between datasets, parameters and MACs at train "
+                               "and test time, a t-SNE plot; written to <run>/features_<split>/.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=cmd_analyze_features)
     p = analyze_sub.add_parser("cam", help="Grad-CAM (or a variant) of chosen layers for chosen images, as a PNG grid",
                                description="Rows: images; columns: the input and one map per layer, for the "
                                "model's top-1 class (or --class-index). Default layers: the last three stages "

@@ -108,20 +108,47 @@ def run_mixture(base: Config, sources: list, variants: list[str], prefix: str,
     _trained(coarse, done)
     coarse_logits, _ = predict_split(coarse, _best(coarse), "test")
     rows = {"single": single_scores(coarse_logits.argmax(1), correct)}
+    single_right = single_correct(coarse_logits.argmax(1), correct)
     for variant in variants:
         cfg = variant_config(base, sources, f"{prefix}_{variant}_{tag}", VARIANTS[variant])
-        rows[variant] = _trained(cfg, done)["test"]["per_dataset"]
+        rows[variant] = dict(_trained(cfg, done)["test"]["per_dataset"])
+        logits, labels = predict_split(cfg, _best(cfg), "test")
+        rows[variant] |= positive_negative(logits.argmax(1) == labels, single_right, labels)
     return rows
 
 
+def single_correct(coarse_pred: torch.Tensor, correct: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per joint test sample: did Single (coarse choice, then that dataset's model) get it right?"""
+    parts, start = [], 0
+    for n, right in enumerate(correct.values()):
+        parts.append((coarse_pred[start:start + len(right)] == n) & right)
+        start += len(right)
+    return torch.cat(parts)
+
+
+def positive_negative(right: torch.Tensor, single_right: torch.Tensor, labels: torch.Tensor) -> dict[str, int]:
+    """Classes whose accuracy rose or stayed (positive) / fell (negative) against Single (Table 1)."""
+    classes = labels.unique()
+    acc = torch.stack([right[labels == c].float().mean() for c in classes])
+    base = torch.stack([single_right[labels == c].float().mean() for c in classes])
+    return {"_positive": int((acc >= base).sum()), "_negative": int((acc < base).sum())}
+
+
 def table_rows(mixture: str, results: dict[str, dict]) -> list[dict]:
+    """Per-dataset top-1, mean, Δ against Single and the positive / negative class counts."""
+    def accuracies(scores: dict) -> dict:
+        return {k: v for k, v in scores.items() if not k.startswith("_")}
+
     single_mean = sum(results["single"].values()) / len(results["single"])
     rows = []
     for method, scores in results.items():
-        mean = sum(scores.values()) / len(scores)
+        acc = accuracies(scores)
+        mean = sum(acc.values()) / len(acc)
         rows.append({"datasets": mixture, "method": LABELS.get(method, method),
-                     **{name: f"{acc:.2f}" for name, acc in scores.items()},
-                     "mean": f"{mean:.2f}", "Δ vs Single": "" if method == "single" else f"{mean - single_mean:+.2f}"})
+                     **{name: f"{a:.2f}" for name, a in acc.items()}, "mean": f"{mean:.2f}",
+                     "Δ vs Single": "" if method == "single" else f"{mean - single_mean:+.2f}",
+                     "positive / negative classes": "" if method == "single" else
+                     f"{scores['_positive']} / {scores['_negative']}"})
     return rows
 
 

@@ -119,6 +119,17 @@ def predict_split(cfg: Config, checkpoint: str | Path, split: str = "test") -> t
     return predict_loader(model, method, loader, device, progress=cfg.train.progress)
 
 
+def analyse_features(cfg: Config, checkpoint: str | Path, split: str = "test") -> dict:
+    """Cluster metrics per dataset, MMD between datasets, complexity and t-SNE, into ``features_<split>/``."""
+    from fgvc.analysis.features import analyse
+
+    splits = prepare_splits(cfg.data)
+    _, model, _, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
+    loader = make_loader(data_cfg, make_dataset(data_cfg, splits.samples(split), train=False), train=False)
+    groups = getattr(splits, "groups", None) or [(splits.source.name, len(splits.classes))]
+    return analyse(model, loader, device, groups, data_cfg.image_size, cfg.run_dir / f"features_{split}")
+
+
 def evaluate_robustness(cfg: Config, checkpoint: str | Path, corruptions: list[str], split: str = "test") -> dict:
     """Clean accuracy, then every severity of each corruption; writes ``report_robustness.{md,json}``."""
     from fgvc.analysis.report import markdown_table

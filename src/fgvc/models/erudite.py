@@ -149,15 +149,18 @@ class EruditeHead(nn.Module):
         """The feature map after the spatial attention (unchanged without it)."""
         return self.attention(feature_map) if self.attention is not None else feature_map
 
-    def forward(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    def forward(self, feature_map: torch.Tensor, aux: bool = True) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """``aux=False`` (inference) skips the auxiliary classifiers: they only serve training."""
         x = self.attended(feature_map)
         if self.experts is None:
             fused = x.amax(dim=(2, 3))
             return {"logits": self.classifier(fused), "features": fused}
         expert_features = [expert(x) for expert in self.experts]
-        aux = [classifier(f) for classifier, f in zip(self.aux_classifiers, expert_features)]
         fused = self.gate(expert_features)
-        return {"logits": self.classifier(fused), "aux": aux, "features": fused}
+        out = {"logits": self.classifier(fused), "features": fused}
+        if aux:
+            out["aux"] = [classifier(f) for classifier, f in zip(self.aux_classifiers, expert_features)]
+        return out
 
     def attention_parameters(self) -> list[nn.Parameter]:
         """θ, the meta-learned parameters: the spatial attention's (empty without attention)."""
@@ -194,7 +197,7 @@ class EruditeNet(nn.Module):
         return self.head(self.features(images))
 
     def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.features(images))["logits"]
+        return self.head(self.features(images), aux=False)["logits"]
 
     def new_parameters(self) -> list[nn.Parameter]:
         """The head's parameters (they get ``optim.lr``; the backbone ``optim.backbone_lr``)."""
