@@ -239,3 +239,26 @@ def test_net_meta_parameter_names_work_with_functional_call():
     images = torch.randn(2, 3, 64, 64)
     adapted = {n: own[n].detach() + 1.0 for n in names}
     assert not torch.allclose(functional_call(net, adapted, (images,)), net(images))
+
+
+def test_hierarchical_head_is_dataset_then_class():
+    import torch.nn.functional as F
+
+    from fgvc.models.erudite import HierarchicalHead
+
+    torch.manual_seed(0)
+    head = HierarchicalHead(6, [2, 3])
+    fmap = torch.randn(4, 6, 3, 3)
+    out = head(fmap)["logits"]
+    assert out.shape == (4, 5)
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(4))  # a distribution over the union
+    pooled = fmap.amax(dim=(2, 3))
+    coarse = F.log_softmax(head.coarse(pooled), 1)
+    torch.testing.assert_close(out[:, 2:], coarse[:, 1:2] + F.log_softmax(head.classifiers[1](pooled), 1))
+    # cross-entropy on the union = coarse CE + the own dataset head's CE
+    labels = torch.tensor([0, 1, 2, 4])
+    dataset = torch.tensor([0, 0, 1, 1])
+    own = torch.stack([F.log_softmax(head.classifiers[d](pooled[i:i + 1]), 1)[0, labels[i] - (0 if d == 0 else 2)]
+                       for i, d in enumerate(dataset.tolist())])
+    expected = F.nll_loss(coarse, dataset) - own.mean()
+    torch.testing.assert_close(F.cross_entropy(out, labels), expected)

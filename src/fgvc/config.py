@@ -122,6 +122,7 @@ class EruditeConfig(Section):
     attention: bool = True  # multi-head spatial attention before the experts (Baseline++ / Ours)
     expert_channels: int | None = Field(None, ge=1)  # C'; None: the backbone's channels (paper; released code: 512)
     heads: int = Field(8, ge=1)  # spatial attention groups
+    hierarchical: bool = False  # the hierarchical multi-task baseline: dataset, then class (ignores the above)
 
 
 class ModelConfig(Section):

@@ -32,7 +32,8 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
 
         e = cfg.model.erudite
         try:
-            return EruditeNet(backbone, groups or [num_classes], e.expert_channels, e.attention, e.experts, e.heads)
+            return EruditeNet(backbone, groups or [num_classes], e.expert_channels, e.attention, e.experts, e.heads,
+                              e.hierarchical)
         except ValueError as exc:
             raise ConfigError(f"model.erudite: {exc}") from None
     if cfg.model.fusion.name == "none":

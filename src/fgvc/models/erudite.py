@@ -173,6 +173,32 @@ class EruditeHead(nn.Module):
         return [f"attention.{name}" for name, _ in self.attention.named_parameters()]
 
 
+class HierarchicalHead(nn.Module):
+    """The hierarchical multi-task baseline: which dataset, then which class within it.
+
+    Max-pooled features feed a coarse classifier over the N datasets and one classifier per dataset;
+    the union's log-probabilities are ``log p(n) + log p(y | n)``, so cross-entropy on them is the
+    coarse loss plus the sample's own dataset-head loss, and the argmax is the hierarchical decision.
+    """
+
+    def __init__(self, in_channels: int, groups: Sequence[int]):
+        super().__init__()
+        self.groups = list(groups)
+        self.num_classes = sum(self.groups)
+        self.coarse = nn.Linear(in_channels, len(self.groups))
+        self.classifiers = nn.ModuleList(nn.Linear(in_channels, k) for k in self.groups)
+
+    def forward(self, feature_map: torch.Tensor, aux: bool = True) -> dict[str, torch.Tensor]:
+        pooled = feature_map.amax(dim=(2, 3))
+        dataset = torch.log_softmax(self.coarse(pooled), dim=1)
+        union = [dataset[:, n:n + 1] + torch.log_softmax(head(pooled), dim=1)
+                 for n, head in enumerate(self.classifiers)]
+        return {"logits": torch.cat(union, 1), "features": pooled}
+
+    def meta_parameter_names(self) -> list[str]:
+        return []
+
+
 class EruditeNet(nn.Module):
     """Backbone + :class:`EruditeHead` on its last feature map.
 
@@ -181,11 +207,13 @@ class EruditeNet(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, groups: Sequence[int], expert_channels: int | None = None,
-                 attention: bool = True, experts: bool = True, heads: int = 8):
+                 attention: bool = True, experts: bool = True, heads: int = 8, hierarchical: bool = False):
         super().__init__()
         self.backbone = backbone
         # the map's width is the body's (a pre-logits head may widen only the pooled vector)
-        self.head = EruditeHead(backbone.body.num_features, groups, expert_channels, attention, experts, heads)
+        width = backbone.body.num_features
+        self.head = (HierarchicalHead(width, groups) if hierarchical
+                     else EruditeHead(width, groups, expert_channels, attention, experts, heads))
         self.groups = self.head.groups
         self.num_classes = self.head.num_classes
 
