@@ -36,6 +36,19 @@ def _split_overrides(items: list[str], *extra_keys: str) -> tuple[list[str], dic
     return overrides, extra
 
 
+def _config_checkpoint_split(args: argparse.Namespace, *extra_keys: str):
+    """The config, ``checkpoint=`` (default: the run's best.pt), ``split=`` (default test), other keys."""
+    from fgvc.config import load_config
+
+    overrides, extra = _split_overrides(args.overrides, "checkpoint", "split", *extra_keys)
+    cfg = load_config(args.config, overrides)
+    checkpoint = extra.get("checkpoint") or str(cfg.run_dir / "checkpoints" / "best.pt")
+    split = extra.get("split", "test")
+    if split not in ("train", "val", "test"):
+        raise FgvcError(f"split={split}: expected one of train, val, test")
+    return cfg, checkpoint, split, extra
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from fgvc.config import load_config
     from fgvc.engine.run import train_and_report, train_priors_and_report
@@ -51,15 +64,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from fgvc.config import load_config
     from fgvc.engine.run import evaluate_checkpoint
 
-    overrides, extra = _split_overrides(args.overrides, "checkpoint", "split", "corruption")
-    cfg = load_config(args.config, overrides)
-    checkpoint = extra.get("checkpoint") or str(cfg.run_dir / "checkpoints" / "best.pt")
-    split = extra.get("split", "test")
-    if split not in ("train", "val", "test"):
-        raise FgvcError(f"split={split}: expected one of train, val, test")
+    cfg, checkpoint, split, extra = _config_checkpoint_split(args, "corruption")
     if "corruption" in extra:
         return _evaluate_robustness(cfg, checkpoint, split, extra["corruption"])
     report = evaluate_checkpoint(cfg, checkpoint, split=split)
@@ -166,15 +173,9 @@ def cmd_protocol_erudite(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_features(args: argparse.Namespace) -> int:
-    from fgvc.config import load_config
     from fgvc.engine.run import analyse_features
 
-    overrides, extra = _split_overrides(args.overrides, "checkpoint", "split")
-    cfg = load_config(args.config, overrides)
-    checkpoint = extra.get("checkpoint") or str(cfg.run_dir / "checkpoints" / "best.pt")
-    split = extra.get("split", "test")
-    if split not in ("train", "val", "test"):
-        raise FgvcError(f"split={split}: expected one of train, val, test")
+    cfg, checkpoint, split, _ = _config_checkpoint_split(args)
     analyse_features(cfg, checkpoint, split)
     print(f"feature analysis: {cfg.run_dir / f'features_{split}' / 'features.md'}")
     return 0

@@ -91,6 +91,10 @@ def _load_for_eval(cfg: Config, checkpoint: str | Path, splits: Splits):
     return ckpt, model, build_method(model_cfg, len(splits.classes)), data_cfg, device
 
 
+def _eval_loader(data_cfg, splits: Splits, split: str):
+    return make_loader(data_cfg, make_dataset(data_cfg, splits.samples(split), train=False), train=False)
+
+
 def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test",
                         splits: Splits | None = None, write: bool = True) -> dict:
     """Evaluate a checkpoint on one split of the config's dataset; by default writes the report."""
@@ -115,7 +119,7 @@ def predict_split(cfg: Config, checkpoint: str | Path, split: str = "test") -> t
     """The checkpoint's primary logits ``[N, C]`` and the labels on one split, in the split's order."""
     splits = prepare_splits(cfg.data)
     _, model, method, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
-    loader = make_loader(data_cfg, make_dataset(data_cfg, splits.samples(split), train=False), train=False)
+    loader = _eval_loader(data_cfg, splits, split)
     return predict_loader(model, method, loader, device, progress=cfg.train.progress)
 
 
@@ -125,7 +129,7 @@ def analyse_features(cfg: Config, checkpoint: str | Path, split: str = "test") -
 
     splits = prepare_splits(cfg.data)
     _, model, _, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
-    loader = make_loader(data_cfg, make_dataset(data_cfg, splits.samples(split), train=False), train=False)
+    loader = _eval_loader(data_cfg, splits, split)
     groups = getattr(splits, "groups", None) or [(splits.source.name, len(splits.classes))]
     return analyse(model, loader, device, groups, data_cfg.image_size, cfg.run_dir / f"features_{split}")
 
