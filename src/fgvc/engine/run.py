@@ -103,7 +103,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     dataset = make_dataset(data_cfg, splits.samples(split), train=False)
     loader = make_loader(data_cfg, dataset, train=False)
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
-                       groups=getattr(splits, "groups", None), progress=cfg.train.progress)
+                       groups=splits.groups, progress=cfg.train.progress)
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
     if write:  # the test figures go into the run's report (keeping its training curves); others beside it
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +130,7 @@ def analyse_features(cfg: Config, checkpoint: str | Path, split: str = "test") -
     splits = prepare_splits(cfg.data)
     _, model, _, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
     loader = _eval_loader(data_cfg, splits, split)
-    groups = getattr(splits, "groups", None) or [(splits.source.name, len(splits.classes))]
-    return analyse(model, loader, device, groups, data_cfg.image_size, cfg.run_dir / f"features_{split}")
+    return analyse(model, loader, device, splits.groups, data_cfg.image_size, cfg.run_dir / f"features_{split}")
 
 
 def evaluate_robustness(cfg: Config, checkpoint: str | Path, corruptions: list[str], split: str = "test") -> dict:

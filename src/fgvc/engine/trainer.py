@@ -130,7 +130,7 @@ class Trainer:
             raise FgvcError(f"train split has {len(self.train_set)} images, fewer than one batch of "
                             f"{cfg.data.batch_size}: lower data.batch_size")
 
-        self.groups = [count for _, count in getattr(self.splits, "groups", None) or []] or None
+        self.groups = [count for _, count in self.splits.groups]  # class counts per dataset (joint data)
         self.model = build_model(cfg, self.num_classes, groups=self.groups).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
