@@ -197,6 +197,7 @@ class TrainConfig(Section):
     deterministic: bool = False  # deterministic kernels (bit-identical resume on CPU)
     checkpoint_every_steps: int = Field(0, ge=0)  # 0: only at epoch ends
     resume: bool = False  # continue from <run>/checkpoints/last.pt
+    keep_epoch_checkpoints: bool = False  # also checkpoints/epoch_NNN.pt, 000 = init (fgvc analyze transfer)
     limit_train_batches: int | None = Field(None, ge=1)  # for smoke runs and benchmarks
     log_every_steps: int = Field(20, ge=1)
     progress: bool = True  # progress bars (shown only on a terminal)

@@ -153,10 +153,18 @@ class Trainer:
     def save_last(self) -> None:
         save_atomic(self.checkpoint(), self.ckpt_dir / "last.pt")
 
+    def weights(self) -> dict:
+        """What evaluation needs (no optimiser or RNG): the content of best.pt and epoch_NNN.pt."""
+        return {"model": self.model.state_dict(), "state": asdict(self.state),
+                "config": self.cfg.model_dump(mode="json"), "classes": self.splits.classes,
+                "dataset": self.splits.source.name, "groups": self.groups}
+
     def save_best(self) -> None:
-        save_atomic({"model": self.model.state_dict(), "state": asdict(self.state),
-                     "config": self.cfg.model_dump(mode="json"), "classes": self.splits.classes,
-                     "dataset": self.splits.source.name, "groups": self.groups}, self.ckpt_dir / "best.pt")
+        save_atomic(self.weights(), self.ckpt_dir / "best.pt")
+
+    def save_epoch(self, epoch: int) -> None:
+        """``epoch_{epoch:03d}.pt`` (0 = initial weights) for analyses over training (transfer, MINE)."""
+        save_atomic(self.weights(), self.ckpt_dir / f"epoch_{epoch:03d}.pt")
 
     def resume(self) -> None:
         ckpt = load_checkpoint(self.ckpt_dir / "last.pt")
@@ -179,6 +187,8 @@ class Trainer:
         if resuming:
             self.resume()
             self.metrics.truncate(self.state.epoch)
+        elif cfg.train.keep_epoch_checkpoints:
+            self.save_epoch(0)
         try:
             while self.state.epoch < cfg.schedule.epochs:
                 row = self.train_one_epoch()
@@ -196,6 +206,8 @@ class Trainer:
                 self.state.start_epoch()
                 if improved:
                     self.save_best()
+                if cfg.train.keep_epoch_checkpoints:
+                    self.save_epoch(self.state.epoch)
                 self.save_last()
         finally:
             self.metrics.close()
