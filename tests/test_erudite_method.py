@@ -135,3 +135,43 @@ def test_pcgrad_projects_conflicting_gradients():
     # shapes are kept across several tensors
     grads = pcgrad([[torch.ones(2, 2), torch.ones(3)], [-torch.ones(2, 2), torch.zeros(3)]])
     assert [g.shape for g in grads] == [(2, 2), (3,)]
+
+
+def test_ours_pmg_runs_pmg_phases_then_the_erudite_stages(tmp_path):
+    """Ours_PMG: one update per PMG stage (its classifier and below, never the erudite head), then
+    stage I (no θ) and stage II (θ only) of the erudite step; predictions: joint head and P_mix."""
+    cfg = build_config(tiny_tree(tmp_path, tmp_path, model={"head": "erudite", "erudite": {"multi_stage": True},
+                                                            "multi_stage": {"stages": 2, "hidden": 16,
+                                                                            "interaction": False}},
+                                 method={"name": "erudite", "meta": "maml", "augment": "jigsaw"}))
+    from fgvc.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(cfg, sum(GROUPS), groups=GROUPS)
+    method = Erudite(cfg, sum(GROUPS))
+    update = Updates(net)
+    batch = {"image": torch.randn(6, 3, 32, 32), "label": torch.tensor([0, 1, 3, 4, 6, 8])}
+    method.train_step(net, batch, update, lambda: torch.autocast("cpu", enabled=False))
+    theta = {f"head.{n}" for n in net.head.meta_parameter_names()}
+    assert len(update.changed) == 2 + 2  # two PMG phases, then the erudite stages I and II
+    for n, changed in enumerate(update.changed[:2]):
+        assert f"classifiers.{n}.1.weight" in changed and not any(c.startswith("head.") for c in changed)
+        assert f"classifiers.{1 - n}.1.weight" not in changed
+    stage1, stage2 = update.changed[2:]
+    assert "head.classifier.weight" in stage1 and not stage1 & theta
+    assert stage2 and stage2 <= theta
+    net.eval()
+    out = method.predict(net, batch)
+    assert list(out) == ["joint", "mix"] and out["joint"].shape == (6, sum(GROUPS))
+    torch.testing.assert_close(out["joint"], net(batch["image"]))
+    torch.testing.assert_close(out["mix"], torch.stack(net.forward_all(batch["image"])).sum(0))
+
+
+def test_ours_pmg_rejects_snapmix_and_hierarchical(tmp_path):
+    from fgvc.errors import ConfigError
+
+    for extra_model, extra_method in (({"hierarchical": True}, {}), ({}, {"augment": "snapmix"})):
+        with pytest.raises(ConfigError, match="Ours_PMG"):
+            build_config(tiny_tree(tmp_path, tmp_path,
+                                   model={"head": "erudite", "erudite": {"multi_stage": True} | extra_model},
+                                   method={"name": "erudite"} | extra_method))

@@ -27,12 +27,12 @@ def test_protocol_on_two_tiny_datasets(tmp_path, capsys):
                                       {"format": "folder", "root": str(b), "name": "b"}], "batch_size": 4},
                       model={"head": "erudite", "erudite": {"heads": 4}}, method={"name": "erudite"},
                       schedule={"epochs": 1, "warmup_epochs": 0})
-    report = run_protocol(cfg, ["baseline", "ours"], sizes=(2,))
+    report = run_protocol(cfg, ["baseline", "ours", "ours_pmg"], sizes=(2,))
     text = report.read_text()
-    for method in ("Single", "Baseline", "Ours"):
+    for method in ("Single", "Baseline", "Ours", "Ours_PMG"):
         assert f"| {method} |" in text
     results = json.loads((report.parent / "protocol.json").read_text())["a+b"]
-    assert set(results) == {"single", "baseline", "ours"}
+    assert set(results) == {"single", "baseline", "ours", "ours_pmg"}
     assert all({k for k in scores if not k.startswith("_")} == {"a", "b"} for scores in results.values())
     assert results["ours"]["_positive"] + results["ours"]["_negative"] == 5  # every class of the union
     assert "positive / negative classes" in text

@@ -9,7 +9,7 @@ Any unknown key, wrong type or impossible value raises ``ConfigError`` with one 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from fgvc.errors import ConfigError
 
 FORMAT_NAMES = ("inat2017", "inat2018", "inat2021", "yfcc", "cub", "cars", "aircraft", "flowers",
-                "folder", "manifest")
+                "cifar10", "cifar100", "cinic10", "folder", "manifest")
+LEVELS = ("variant", "family", "manufacturer", "fine", "coarse")  # aircraft's, then CIFAR-100's
 
 
 class Section(BaseModel):
@@ -33,7 +34,7 @@ class JointSource(Section):
     train_split: str | None = None  # as data.train_split, for this dataset
     val_split: str | None = None
     test_split: str | None = None
-    level: Literal["variant", "family", "manufacturer"] = "variant"  # FGVC-Aircraft label level
+    level: Literal[LEVELS] | None = None  # type: ignore[valid-type]  # as data.level, for this dataset
     crop_banner: bool = True  # FGVC-Aircraft: cut the 20-px copyright banner
 
     @property
@@ -51,7 +52,8 @@ class DataConfig(Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)  # size of the stratified hold-out
     test_fraction: float = Field(0.2, gt=0, lt=1)  # hold-out used as test only if there is no test split
     holdout_seed: int = 0
-    level: Literal["variant", "family", "manufacturer"] = "variant"  # FGVC-Aircraft label level
+    # label level; None: the finest (aircraft variant|family|manufacturer, cifar100 fine|coarse)
+    level: Literal[LEVELS] | None = None  # type: ignore[valid-type]
     crop_banner: bool = True  # FGVC-Aircraft: cut the 20-px copyright banner
     metadata: list[Literal["geo", "temporal"]] = []  # geo-temporal inputs the model reads
     bad_metadata: Literal["missing", "error"] = "missing"  # out-of-range/unparseable values
@@ -123,6 +125,9 @@ class EruditeConfig(Section):
     expert_channels: int | None = Field(None, ge=1)  # C'; None: the backbone's channels (paper; released code: 512)
     heads: int = Field(8, ge=1)  # spatial attention groups
     hierarchical: bool = False  # the hierarchical multi-task baseline: dataset, then class (ignores the above)
+    # Ours_PMG: PMG's per-stage classifiers (model.multi_stage, trained in progressive phases with
+    # method.augment) under the erudite head, which replaces PMG's concatenated-stage classifier
+    multi_stage: bool = False
 
 
 class ModelConfig(Section):
@@ -139,7 +144,8 @@ class ModelConfig(Section):
 class MethodConfig(Section):
     # priors: PriorsNet baseline (no image training); progressive: PMG / RMG-PMSI phases;
     # erudite: L_all with per-dataset auxiliary losses, optionally meta-learned attention
-    name: Literal["supervised", "priors", "progressive", "erudite"] = "supervised"
+    # ctc: contrastive temporal coding (instance discrimination, then NCE against a frozen snapshot)
+    name: Literal["supervised", "priors", "progressive", "erudite", "ctc"] = "supervised"
     image_checkpoint: str | None = None  # priors: the image-only model combined with the prior at test time
     priors_epochs: int = Field(30, ge=1)  # PriorsNet recipe of the geo_prior code: Adam 5e-4, x0.98/epoch
     priors_batch_size: int = Field(1024, ge=1)
@@ -157,6 +163,18 @@ class MethodConfig(Section):
     # progressive: True = one backward and optimiser step per phase (the P of RMG-PMSI); False = the
     # phases' losses summed into one step
     phases: bool = True
+    # ctc (DESIGN §6.4; defaults: the paper's CIFAR-100 "transferability" setting of the released code)
+    ctc_alpha: float = Field(0.5, ge=0)  # stage 1: CE + alpha * instance discrimination (paper: 0.5 or 0.1)
+    ctc_beta: float = Field(1.0, ge=0)  # stage 2: CE + beta * NCE against the snapshot
+    ctc_instance_temperature: float = Field(0.1, gt=0)  # stage 1 tau (paper: 0.1 or 0.5)
+    ctc_instance_momentum: float = Field(0.9, ge=0, lt=1)  # stage 1 memory-bank momentum
+    ctc_temperature: float = Field(0.1, gt=0)  # stage 2 tau (paper: 0.1 or 0.4)
+    ctc_momentum: float = Field(0.9, ge=0, lt=1)  # stage 2 memory-bank momentum
+    ctc_negatives: int = Field(16384, ge=1)  # K uniform draws per sample (at most N_train - 1)
+    ctc_dim: int = Field(128, ge=1)  # embedding width
+    ctc_switch_epoch: int | None = Field(None, ge=1)  # first stage-2 epoch (0-based); None: 2/3 of schedule.epochs
+    ctc_refresh_bank: bool = True  # at the switch, fill the banks with the snapshot's embeddings
+    ctc_weight_decay_factor: float = Field(2.0, ge=0)  # optim.weight_decay x this in stage 1
 
 
 class OptimConfig(Section):
@@ -195,6 +213,7 @@ class TrainConfig(Section):
     amp: bool | None = None  # None: on for CUDA, off on CPU
     channels_last: bool | None = None  # None: on for CUDA
     deterministic: bool = False  # deterministic kernels (bit-identical resume on CPU)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm)
     checkpoint_every_steps: int = Field(0, ge=0)  # 0: only at epoch ends
     resume: bool = False  # continue from <run>/checkpoints/last.pt
     keep_epoch_checkpoints: bool = False  # also checkpoints/epoch_NNN.pt, 000 = init (fgvc analyze transfer)
@@ -206,6 +225,11 @@ class TrainConfig(Section):
 class EvalConfig(Section):
     test_at_end: bool = True  # evaluate best.pt on the test split after training
     topk: tuple[int, int] = (1, 5)
+    # test-time augmentation: each one more row of the report's TTA table (softmax averaged over the
+    # views); the headline figure stays the single centre crop
+    hflip: bool = False  # the centre crop and its mirror image
+    tta_scales: list[Annotated[int, Field(ge=16)]] = []  # multi-scale: the eval pipeline at each size (px)
+    ten_crop: bool = False  # 4 corners + centre of the image_size / crop_pct resize, and their mirrors
 
 
 class Config(Section):
@@ -244,6 +268,13 @@ class Config(Section):
         if (self.method.name == "erudite") != (self.model.head == "erudite"):
             raise ValueError("method.name=erudite and model.head=erudite go together (got "
                              f"method.name={self.method.name}, model.head={self.model.head})")
+        if self.method.name == "ctc" and (self.model.head != "linear" or self.model.fusion.name != "none"):
+            raise ValueError("method.name=ctc embeds the pooled backbone feature of an image-only model: set "
+                             "model.head=linear and model.fusion.name=none")
+        e = self.model.erudite
+        if e.multi_stage and (e.hierarchical or self.method.augment == "snapmix"):
+            raise ValueError("model.erudite.multi_stage (Ours_PMG) takes neither model.erudite.hierarchical nor "
+                             "method.augment=snapmix (its semantic maps need PMG's concatenated classifier)")
         return self
 
     @property

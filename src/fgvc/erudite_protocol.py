@@ -26,17 +26,20 @@ from fgvc.engine.run import predict_split, train_and_report
 log = logging.getLogger(__name__)
 
 # Table 2's joint methods and the hierarchical baseline as overrides of the base config
-# (Ours_PMG needs PMG's phases: not here)
+# (Ours_PMG: the erudite head on PMG's multi-stage network, trained after PMG's jigsaw phases)
 VARIANTS = {
     "baseline": {"model": {"erudite": {"experts": False, "attention": False}}, "method": {"meta": "none"}},
     "baseline_plus": {"model": {"erudite": {"experts": True, "attention": False}}, "method": {"meta": "none"}},
     "baseline_plusplus": {"model": {"erudite": {"experts": True, "attention": True}}, "method": {"meta": "none"}},
     "ours": {"model": {"erudite": {"experts": True, "attention": True}}, "method": {"meta": "maml"}},
     "ours_pcgrad": {"model": {"erudite": {"experts": True, "attention": True}}, "method": {"meta": "pcgrad"}},
+    "ours_pmg": {"model": {"erudite": {"experts": True, "attention": True, "multi_stage": True},
+                           "multi_stage": {"interaction": False}},
+                 "method": {"meta": "maml", "augment": "jigsaw"}},
     "hierarchical": {"model": {"erudite": {"hierarchical": True}}, "method": {"meta": "none"}},
 }
 LABELS = {"single": "Single", "baseline": "Baseline", "baseline_plus": "Baseline+",
-          "baseline_plusplus": "Baseline++", "ours": "Ours", "ours_pcgrad": "Ours_PCGrad",
+          "baseline_plusplus": "Baseline++", "ours": "Ours", "ours_pcgrad": "Ours_PCGrad", "ours_pmg": "Ours_PMG",
           "hierarchical": "hierarchical multi-task"}
 
 

@@ -12,6 +12,10 @@ without a graph and adapts only the head, through ``torch.func.functional_call``
 the model (the released code clones and adapts the whole network). ``method.meta=pcgrad`` replaces
 stage II by PCGrad over the datasets' ``L_all`` gradients on θ; ``none`` is one update with ``L_all``
 (Baseline, Baseline+, Baseline++).
+
+Ours_PMG (``model.erudite.multi_stage``): PMG's progressive phases come first — stage ``n``'s classifier
+on a ``2^(S−n+1)`` jigsaw (``method.augment``), one update each — then the stages above on the whole
+image, the erudite head taking the place of PMG's last phase.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 from torch.func import functional_call
 
 from fgvc.config import Config
+from fgvc.methods.progressive import Progressive
 
 
 def dataset_index(labels: torch.Tensor, groups: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,6 +71,7 @@ class Erudite:
         self.meta = cfg.method.meta
         self.meta_lr = cfg.method.meta_lr
         self.label_smoothing = cfg.train.label_smoothing
+        self.pmg = Progressive(cfg, num_classes) if cfg.model.erudite.multi_stage else None
 
     def theta(self, model: nn.Module) -> dict[str, nn.Parameter]:
         """The attention parameters, by their names inside ``model.head``."""
@@ -75,13 +81,16 @@ class Erudite:
     def train_step(self, model: nn.Module, batch: dict, update: Callable, autocast: Callable) -> tuple[float, torch.Tensor]:
         images, labels = batch["image"], batch["label"]
         groups = model.head.groups
+        phases = 0.0
+        if self.pmg is not None:  # Ours_PMG: PMG's granularity phases first
+            phases = sum(update(self.pmg.stage_loss(model, images, labels, n, autocast)) for n in range(model.stages))
         with autocast():
             outputs = model.forward_train(images)
             loss = joint_loss(outputs, labels, groups, self.label_smoothing)
         theta = self.theta(model)
         if self.meta == "none" or not theta:
-            return update(loss), outputs["logits"]
-        value = update(loss, skip=list(theta.values()))  # stage I: θ untouched
+            return phases + update(loss), outputs["logits"]
+        value = phases + update(loss, skip=list(theta.values()))  # stage I: θ untouched
         with torch.no_grad(), autocast():
             fmap = model.features(images)  # θ comes after the backbone: no graph needed below it
         if self.meta == "maml":
@@ -119,5 +128,8 @@ class Erudite:
         return pcgrad(per_dataset)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return model(batch["image"])
+    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor | dict[str, torch.Tensor]:
+        if self.pmg is None:
+            return model(batch["image"])
+        outputs = model.forward_all(batch["image"])  # Ours_PMG: the joint head, and PMG's P_mix rule
+        return {"joint": outputs[-1], "mix": torch.stack(outputs).sum(0)}

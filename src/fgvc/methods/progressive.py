@@ -90,12 +90,9 @@ class Progressive:
                    autocast: Callable) -> tuple[float, torch.Tensor]:
         """``S + 1`` phases; returns the sum of the phase losses and the last phase's logits."""
         images, labels = batch["image"], batch["label"]
-        stages = model.stages
         losses = []
-        for n in range(stages):  # stage n (0-based, shallow to deep) sees level S - n
-            x, target = self.phase_input(model, images, labels, stages - n)
-            with autocast():
-                loss = self.loss(model.forward_all(x)[n], target)
+        for n in range(model.stages):
+            loss = self.stage_loss(model, images, labels, n, autocast)
             losses.append(update(loss) if self.phases else loss)
         with autocast():
             logits = model.forward_all(images)[-1]
@@ -103,6 +100,13 @@ class Progressive:
         if self.phases:
             return sum(losses) + update(loss), logits
         return update(torch.stack(losses + [loss]).sum()), logits
+
+    def stage_loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int,
+                   autocast: Callable) -> torch.Tensor:
+        """Phase ``n`` (0-based, shallow to deep): stage ``n``'s loss on its input of level ``S − n``."""
+        x, target = self.phase_input(model, images, labels, model.stages - n)
+        with autocast():
+            return self.loss(model.forward_all(x)[n], target)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:

@@ -28,10 +28,13 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if cfg.model.head == "erudite":
-        from fgvc.models.erudite import EruditeNet
+        from fgvc.models.erudite import EruditeMultiStageNet, EruditeNet
 
-        e = cfg.model.erudite
+        e, ms = cfg.model.erudite, cfg.model.multi_stage
         try:
+            if e.multi_stage:
+                return EruditeMultiStageNet(backbone, groups or [num_classes], ms.stages, ms.hidden, ms.channels,
+                                            ms.interaction, e.expert_channels, e.attention, e.experts, e.heads)
             return EruditeNet(backbone, groups or [num_classes], e.expert_channels, e.attention, e.experts, e.heads,
                               e.hierarchical)
         except ValueError as exc:

@@ -12,7 +12,8 @@ It predicts in the union of the datasets' label spaces (dataset ``n`` owns the l
 The paper's comparisons are switches of one head: Baseline (``experts=False, attention=False``: GMP of the
 map, joint classifier), Baseline+ (``experts=True, attention=False``), Baseline++ / Ours
 (``experts=True, attention=True``; Ours meta-learns the attention — ``meta_parameter_names()`` are its
-parameters θ for ``torch.func.functional_call``).
+parameters θ for ``torch.func.functional_call``). Ours_PMG (:class:`EruditeMultiStageNet`) puts the same head
+on PMG's multi-stage network in place of PMG's concatenated-stage classifier.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from fgvc.models.backbones import Backbone
+from fgvc.models.pmsi import MultiStageNet
 
 
 class SpatialAttention(nn.Module):
@@ -236,4 +238,47 @@ class EruditeNet(nn.Module):
 
     def meta_parameter_names(self) -> list[str]:
         """θ's dotted names relative to this model (``head.attention.…``)."""
+        return [f"head.{name}" for name in self.head.meta_parameter_names()]
+
+
+class EruditeMultiStageNet(MultiStageNet):
+    """Ours_PMG: PMG's multi-stage network with the erudite head as its final classifier.
+
+    PMG's ``S`` stage classifiers (smooth conv, max pooling, BN-ELU MLP; with ``interaction`` the M of
+    RMG-PMSI) stay and learn in progressive phases on jigsaw inputs; PMG's classifier on the
+    concatenated stage vectors is replaced by :class:`EruditeHead` on the deepest backbone map, trained
+    in the last phase on the whole image with ``L_all`` (and the meta-learned attention). The paper
+    gives no more detail than "on top of PMG"; this is the reading that keeps both methods intact.
+
+    ``forward_all(images)`` returns ``[ŷ_1 … ŷ_S, ŷ_joint]`` (PMG's phases index it); ``forward`` /
+    ``forward_train`` / ``features`` behave as :class:`EruditeNet`'s, so the erudite method runs unchanged.
+    """
+
+    def __init__(self, backbone: Backbone, groups: Sequence[int], stages: int = 3, hidden: int = 512,
+                 channels: int | None = None, interaction: bool = False, expert_channels: int | None = None,
+                 attention: bool = True, experts: bool = True, heads: int = 8):
+        super().__init__(backbone, sum(groups), stages, hidden, channels, interaction)
+        del self.concat_classifier
+        self.head = EruditeHead(backbone.body.num_features, groups, expert_channels, attention, experts, heads)
+        self.groups = self.head.groups
+        self.num_classes = self.head.num_classes
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.feature_map(images)
+
+    def forward_train(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        return self.head(self.features(images))
+
+    def forward_all(self, images: torch.Tensor) -> list[torch.Tensor]:
+        maps = self.stage_maps(images)
+        vectors = self.pool([block(x) for block, x in zip(self.blocks, maps)])
+        return [c(v) for c, v in zip(self.classifiers, vectors)] + [self.head(maps[-1], aux=False)["logits"]]
+
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(images), aux=False)["logits"]
+
+    def attention_parameters(self) -> list[nn.Parameter]:
+        return self.head.attention_parameters()
+
+    def meta_parameter_names(self) -> list[str]:
         return [f"head.{name}" for name in self.head.meta_parameter_names()]

@@ -112,6 +112,6 @@ def stage_channels(backbone: Backbone, stages: int) -> list[int]:
     info = backbone.body.feature_info
     available = len(info)
     if not 1 <= stages <= available:
-        raise ValueError(f"{backbone.name} has {available} stages; model.pmsi.stages must be 1..{available}, "
+        raise ValueError(f"{backbone.name} has {available} stages; model.multi_stage.stages must be 1..{available}, "
                          f"not {stages}")
     return [info[i]["num_chs"] for i in range(available - stages, available - 1)] + [backbone.body.num_features]
