@@ -190,6 +190,52 @@ def cmd_analyze_cam(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_embedding(args: argparse.Namespace) -> int:
+    from fgvc.analysis.embedding import embedding_analysis
+
+    result = embedding_analysis(args.runs, args.classes, args.genus, args.dims, args.split, args.features, args.out)
+    out = Path(args.out) if args.out else Path(args.runs[0]) / "analysis"
+    for panel in result["panels"]:
+        score = panel["silhouette_features"]
+        print(f"{panel['run']}: {panel['num_images']} images, silhouette "
+              f"{'n/a' if score is None else f'{score:.3f}'}")
+    print(f"t-SNE: {out / 'embedding.png'} ({out / 'embedding.json'})")
+    return 0
+
+
+def cmd_analyze_distances(args: argparse.Namespace) -> int:
+    from fgvc.analysis.distances import distance_analysis
+
+    result = distance_analysis(args.runs, args.classes, args.genus, args.out)
+    out = Path(args.out) if args.out else Path(args.runs[0]) / "analysis"
+    for run in result["runs"]:
+        mean = run["mean_off_diagonal"]
+        print(f"{run['run']}: mean L2 distance between classifier rows {'n/a' if mean is None else f'{mean:.3f}'}")
+    print(f"heatmap: {out / 'distances.png'} ({out / 'distances.json'})")
+    return 0
+
+
+def cmd_analyze_per_class(args: argparse.Namespace) -> int:
+    from fgvc.analysis.per_class import per_class_analysis
+
+    result = per_class_analysis(args.runs, args.baseline, args.window, args.top, args.out)
+    out = Path(args.out) if args.out else Path(args.baseline) / "analysis"
+    for name, run in result["runs"].items():
+        worst = ", ".join(f"{c['true']} -> {c['predicted']} ({c['count']})" for c in run["confusions"][:3])
+        print(f"{name}: mean per-class {run['mean_per_class']:.2f}; top confusions: {worst or 'none'}")
+    print(f"per-class curves: {out / 'per_class.png'} ({out / 'per_class.csv'}, {out / 'per_class.json'})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fgvc.analysis.compare import write_comparison
+
+    md, csv_path, table = write_comparison(args.runs, args.out, args.group_by, not args.no_complexity)
+    print(table)
+    print(f"comparison: {md} ({csv_path})")
+    return 0
+
+
 def cmd_import_checkpoint(args: argparse.Namespace) -> int:
     from fgvc.models.convert import import_dynamic_mlp_checkpoint
 
@@ -335,6 +381,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-index", type=int, help="explain this class instead of each image's top-1")
     p.add_argument("--out", help="PNG path (default: cam.png beside the checkpoint)")
     p.set_defaults(func=cmd_analyze_cam)
+
+    classes_help = "class names as in the dataset (quote names with spaces); default: the first 10 classes"
+    p = analyze_sub.add_parser("embedding", help="t-SNE of several runs' features of chosen classes, side by side",
+                               description="For each RUN_DIR (a finished `fgvc train` folder): the best "
+                               "checkpoint's features of the chosen classes' images on --split, embedded by "
+                               "t-SNE (same perplexity and seed per panel), one panel per run in embedding.png; "
+                               "embedding.json gives each panel's silhouette score (classes as clusters) on the "
+                               "features and on the t-SNE points.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help=classes_help)
+    p.add_argument("--genus", metavar="PREFIX", help="the classes whose name starts with PREFIX (e.g. a genus)")
+    p.add_argument("--dims", type=int, default=2, choices=[2, 3], help="2-D or 3-D t-SNE (default: 2)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--features", default="fused", choices=["pooled", "fused"],
+                   help="fused (default): what the classifier reads (the fused feature of a fusion model); "
+                   "pooled: the backbone's pooled image feature")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/analysis of the first run)")
+    p.set_defaults(func=cmd_analyze_embedding)
+    p = analyze_sub.add_parser("distances", help="heatmap of L2 distances between classifier rows of chosen classes",
+                               description="Row c of the final Linear layer scores class c: distances between "
+                               "the rows of look-alike classes show how far apart the classifier holds them. One "
+                               "heatmap per RUN_DIR (shared colour scale) in distances.png; the matrices and "
+                               "their mean off-diagonal distance in distances.json.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help=classes_help)
+    p.add_argument("--genus", metavar="PREFIX", help="the classes whose name starts with PREFIX (e.g. a genus)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/analysis of the first run)")
+    p.set_defaults(func=cmd_analyze_distances)
+    p = analyze_sub.add_parser("per-class", help="per-class test accuracy of runs, sorted by a baseline's, smoothed",
+                               description="From each run's report.json: per-class test accuracy in the order of "
+                               "the --baseline run's accuracy (ascending), smoothed by a centred moving average "
+                               "over --window adjacent classes (per_class.png, per_class.csv), and each run's "
+                               "most frequent confusions (per_class.json).")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--baseline", required=True, metavar="RUN_DIR", help="the run whose accuracy orders the classes")
+    p.add_argument("--window", type=int, default=5, help="odd number of adjacent classes averaged (default: 5)")
+    p.add_argument("--top", type=int, default=5, help="confusion pairs kept per run (default: 5, at most 10)")
+    p.add_argument("--out", help="output folder (default: BASELINE/analysis)")
+    p.set_defaults(func=cmd_analyze_per_class)
+
+    p = sub.add_parser("compare", help="a paper-style table (methods x datasets, mean ± std over seeds) from runs",
+                       description="Rows: methods — run folder names without a seed suffix (_s0, _seed1, -seed2), "
+                       "so name runs <method>_s<seed>; columns: each dataset's test top-1 and top-5 as mean ± "
+                       "sample std over the seeds, then the number of seeds, parameters and MACs per test image. "
+                       "Writes comparison.md and comparison.csv (one line per method and dataset).")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    p.add_argument("--group-by", default="name-without-seed", choices=["name-without-seed", "run"],
+                   help="name-without-seed (default): seeds of one method together; run: a row per run")
+    p.add_argument("--no-complexity", action="store_true", help="skip loading the models to count parameters/MACs")
+    p.set_defaults(func=cmd_compare)
 
     data = sub.add_parser("data", help="write the synthetic benchmark, or verify a dataset")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -25,19 +25,25 @@ from fgvc.analysis.report import markdown_table
 
 
 @torch.no_grad()
+def batch_features(model: nn.Module, batch: dict, device: torch.device) -> torch.Tensor:
+    """The representation the classifier reads, ``[B, D]`` on CPU, for one loader batch."""
+    images = batch["image"].to(device)
+    if hasattr(model, "forward_train"):  # erudite: the re-fused feature the joint classifier reads
+        f = model.forward_train(images).get("features")
+    elif hasattr(model, "fused_features"):  # metadata fusion
+        f = model.fused_features(images, batch["meta"].to(device))
+    else:
+        f = model.backbone(images)
+    return f.float().cpu()
+
+
+@torch.no_grad()
 def extract(model: nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Features ``[N, D]`` and labels ``[N]`` of a loader, in order."""
     model.eval()
     feats, labels = [], []
     for batch in loader:
-        images = batch["image"].to(device)
-        if hasattr(model, "forward_train"):  # erudite: the re-fused feature the joint classifier reads
-            f = model.forward_train(images).get("features")
-        elif hasattr(model, "fused_features"):  # metadata fusion
-            f = model.fused_features(images, batch["meta"].to(device))
-        else:
-            f = model.backbone(images)
-        feats.append(f.float().cpu())
+        feats.append(batch_features(model, batch, device))
         labels.append(batch["label"])
     return torch.cat(feats).numpy(), torch.cat(labels).numpy()
 

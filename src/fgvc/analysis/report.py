@@ -42,6 +42,15 @@ def plot_curves(rows: list[dict], path: Path) -> Path | None:
     return path
 
 
+def _checkpoint_line(report: dict, protocol: dict) -> str:
+    """Which weights the figures come from: the validation-selected best.pt unless the user chose others."""
+    checkpoint = protocol.get("checkpoint", "checkpoints/best.pt")
+    if Path(checkpoint).name == "best.pt":
+        return (f"- reported checkpoint `{checkpoint}`: best validation top-1 (epoch {report.get('best_epoch', '?')}); "
+                "the test split never selects a model and is evaluated once, on that checkpoint")
+    return f"- reported checkpoint `{checkpoint}`: chosen by the user, not selected on validation"
+
+
 def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "report") -> Path:
     """Write ``<stem>.json`` (everything) and ``<stem>.md`` (what a reader needs to trust the figures).
 
@@ -58,9 +67,9 @@ def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "r
           "## Protocol", ""]
     md += [f"- {role}: {desc} — {p.get('counts', {}).get(role, '?')} images"
            for role, desc in p.get("splits", {}).items()]
-    md += [f"- model selection: best validation top-1 (epoch {report.get('best_epoch', '?')}); "
-           "the test split is evaluated once, on that checkpoint",
-           f"- seed {p.get('seed')}; test-time: {p.get('tta', 'single centre crop')}", ""]
+    md += [f"- {role} hold-out: {h['fraction']:.0%} of the training images, stratified by class, seed {h['seed']}"
+           for role, h in p.get("holdouts", {}).items()]
+    md += [_checkpoint_line(report, p), f"- seed {p.get('seed')}; test-time: {p.get('tta', 'single centre crop')}", ""]
     if p.get("missing_metadata") is not None:
         md += [f"- metadata {p.get('metadata')}: missing or invalid for "
                f"{p['missing_metadata']} of the evaluated images (encoded as zeros)", ""]
@@ -88,6 +97,9 @@ def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "r
     if test.get("confusions"):
         md += [f"## Most frequent confusions ({split})", "", markdown_table(
             [{"true": classes[t], "predicted": classes[q], "count": c} for t, q, c in test["confusions"]]), ""]
+    figures = sorted(str(f.relative_to(run_dir)) for f in run_dir.rglob("*.png") if f.name != "curves.png")
+    if figures:  # analyses written into the run folder (fgvc analyze ...)
+        md += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     path = run_dir / f"{stem}.md"
     path.write_text("\n".join(md))
     if report.get("epochs"):

@@ -21,9 +21,18 @@ from fgvc.models import model_from_checkpoint
 log = logging.getLogger(__name__)
 
 
+def _holdouts(cfg: Config, splits: Splits) -> dict:
+    """Fraction and seed of each split carved out of train as a stratified hold-out (see prepare_splits)."""
+    drawn = {"val": (cfg.data.val_fraction, cfg.data.holdout_seed),
+             "test": (cfg.data.test_fraction, cfg.data.holdout_seed + 1)}
+    return {role: {"fraction": fraction, "seed": seed} for role, (fraction, seed) in drawn.items()
+            if "hold-out" in splits.names.get(role, "")}
+
+
 def _protocol(cfg: Config, splits: Splits, evaluated: str, missing: int | None) -> dict:
     counts = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
     return {"splits": splits.names, "counts": counts, "seed": cfg.seed, "evaluated_split": evaluated,
+            "holdouts": _holdouts(cfg, splits),
             "tta": "single centre crop", "metadata": cfg.data.metadata,
             "missing_metadata": missing if cfg.data.metadata else None}
 
@@ -95,6 +104,14 @@ def _eval_loader(data_cfg, splits: Splits, split: str):
     return make_loader(data_cfg, make_dataset(data_cfg, splits.samples(split), train=False), train=False)
 
 
+def _relative_to_run(cfg: Config, path: str | Path) -> str:
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(cfg.run_dir.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test",
                         splits: Splits | None = None, write: bool = True) -> dict:
     """Evaluate a checkpoint on one split of the config's dataset; by default writes the report."""
@@ -105,6 +122,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
                        groups=splits.groups, progress=cfg.train.progress)
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
+    report["protocol"]["checkpoint"] = _relative_to_run(cfg, checkpoint)
     if write:  # the test figures go into the run's report (keeping its training curves); others beside it
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         previous = cfg.run_dir / "report.json"
