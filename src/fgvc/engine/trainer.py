@@ -79,8 +79,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """Two parameter groups: the pretrained backbone (``backbone_lr``) and the new layers (``lr``)."""
+def build_optimizer(cfg: Config, model: nn.Module, method=None) -> torch.optim.Optimizer:
+    """Two parameter groups: the pretrained backbone (``backbone_lr``) and the new layers (``lr``);
+    a third, "method" (``lr``), for a method's own trainable layers (``method.parameters()``, CTC)."""
     o = cfg.optim
     scale = cfg.data.batch_size / o.base_batch_size if o.base_batch_size else 1.0
     new = {id(p) for p in model.new_parameters()}
@@ -88,6 +89,9 @@ def build_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     old_params = [p for p in model.parameters() if id(p) not in new]
     groups = [{"params": old_params, "lr": (o.backbone_lr or o.lr) * scale, "name": "backbone"},
               {"params": new_params, "lr": o.lr * scale, "name": "new"}]
+    if hasattr(method, "parameters"):
+        groups.append({"params": [p for p in method.parameters() if p.requires_grad], "lr": o.lr * scale,
+                       "name": "method"})
     groups = [g for g in groups if g["params"]]
     if o.name == "sgd":
         return torch.optim.SGD(groups, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
@@ -134,8 +138,10 @@ class Trainer:
         self.model = build_model(cfg, self.num_classes, groups=self.groups).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.method = build_method(cfg, self.num_classes)
-        self.optimizer = build_optimizer(cfg, self.model)
+        self.method = build_method(cfg, self.num_classes, model=self.model, num_train=len(self.train_set))
+        if isinstance(self.method, nn.Module):  # a method with its own layers and state (CTC)
+            self.method.to(self.device)
+        self.optimizer = build_optimizer(cfg, self.model, self.method)
         s = cfg.schedule
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch, s.epochs, s.warmup_epochs,
                                          s.warmup_factor, s.min_lr_factor)
@@ -145,10 +151,13 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def checkpoint(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "state": asdict(self.state), "rng": rng_state(), "config": self.cfg.model_dump(mode="json"),
                 "classes": self.splits.classes, "dataset": self.splits.source.name, "groups": self.groups}
+        if hasattr(self.method, "state_dict"):  # the method's own state (CTC: heads, banks, snapshot)
+            ckpt["method"] = self.method.state_dict()
+        return ckpt
 
     def save_last(self) -> None:
         save_atomic(self.checkpoint(), self.ckpt_dir / "last.pt")
@@ -172,6 +181,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if "method" in ckpt:
+            self.method.load_state_dict(ckpt["method"])
         self.state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
         log.info("resumed from %s at epoch %d, step %d", self.ckpt_dir / "last.pt", self.state.epoch,
@@ -219,6 +230,8 @@ class Trainer:
         model.train()
         frozen = state.epoch < cfg.schedule.freeze_backbone_epochs
         set_backbone_frozen(model, frozen)
+        if hasattr(self.method, "on_epoch_start"):  # a method's stages (CTC), also after a resume
+            self.method.on_epoch_start(model, state.epoch, optimizer, self.train_loader)
         self.train_loader.sampler.set_epoch(state.epoch, start=state.position)
         bar = tqdm(total=self.steps_per_epoch, initial=state.step_in_epoch, leave=False, dynamic_ncols=True,
                    desc=f"epoch {state.epoch + 1}/{cfg.schedule.epochs}",

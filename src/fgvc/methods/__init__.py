@@ -5,7 +5,13 @@ from __future__ import annotations
 from fgvc.config import Config
 
 
-def build_method(cfg: Config, num_classes: int):
+def build_method(cfg: Config, num_classes: int, model=None, num_train: int | None = None):
+    """``model`` and ``num_train`` (the training split's size): for training, to methods with their own
+    layers and per-sample state (CTC's embedding heads and memory banks); prediction needs neither."""
+    if cfg.method.name == "ctc":
+        from fgvc.methods.ctc import CTC
+
+        return CTC(cfg, num_classes, model, num_train)
     if cfg.method.name == "progressive":
         from fgvc.methods.progressive import Progressive
 
