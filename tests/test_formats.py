@@ -55,7 +55,7 @@ def one_line_error(fn, *args, **kwargs) -> str:
 
 def test_format_table_and_read_dataset(tmp_path):
     assert set(FORMATS) == {"inat2017", "inat2018", "inat2021", "yfcc", "cub", "cars", "aircraft", "flowers",
-                            "folder", "manifest"}
+                            "cifar10", "cifar100", "cinic10", "folder", "manifest"}
     message = one_line_error(read_dataset, "imagenet", tmp_path)
     assert "imagenet" in message and "inat2021" in message and "manifest" in message
     assert "unknown option 'level'" in one_line_error(read_dataset, "cub", tmp_path, level="family")

@@ -25,12 +25,13 @@ EPILOG = """examples:
 
 
 def _split_overrides(items: list[str], *extra_keys: str) -> tuple[list[str], dict[str, str]]:
-    """Separate command keys (e.g. ``checkpoint=``) from config overrides."""
+    """Separate command keys (e.g. ``checkpoint=``) from config overrides; a repeated key's values are
+    joined with commas (``checkpoint=a.pt checkpoint=b.pt`` is ``checkpoint=a.pt,b.pt``)."""
     overrides, extra = [], {}
     for item in items:
         key, sep, value = item.partition("=")
         if sep and key in extra_keys:
-            extra[key] = value
+            extra[key] = f"{extra[key]},{value}" if key in extra else value
         else:
             overrides.append(item)
     return overrides, extra
@@ -67,13 +68,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fgvc.engine.run import evaluate_checkpoint
 
     cfg, checkpoint, split, extra = _config_checkpoint_split(args, "corruption")
+    first, *ensemble = [c for c in checkpoint.split(",") if c] or [checkpoint]
     if "corruption" in extra:
+        if ensemble:
+            raise FgvcError(f"checkpoint={checkpoint}: corruption= evaluates one checkpoint, not an ensemble")
         return _evaluate_robustness(cfg, checkpoint, split, extra["corruption"])
-    report = evaluate_checkpoint(cfg, checkpoint, split=split)
+    report = evaluate_checkpoint(cfg, first, split=split, ensemble=ensemble)
     m = report[split]
     print(f"{split}: top-1 {m['top1']:.2f}  top-5 {m.get('top5', float('nan')):.2f}  "
           f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images)  "
           f"report: {cfg.run_dir / ('report.md' if split == 'test' else f'report_{split}.md')}")
+    if report.get("tta"):
+        from fgvc.analysis.report import markdown_table
+
+        print(markdown_table(report["tta"]))
     return 0
 
 
@@ -178,6 +186,20 @@ def cmd_analyze_features(args: argparse.Namespace) -> int:
     cfg, checkpoint, split, _ = _config_checkpoint_split(args)
     analyse_features(cfg, checkpoint, split)
     print(f"feature analysis: {cfg.run_dir / f'features_{split}' / 'features.md'}")
+    return 0
+
+
+def cmd_analyze_complexity(args: argparse.Namespace) -> int:
+    from fgvc.analysis.complexity import format_complexity, measure_complexity, write_complexity
+    from fgvc.config import load_config
+
+    overrides, extra = _split_overrides(args.overrides, "checkpoint")
+    cfg = load_config(args.config, overrides)
+    result = measure_complexity(cfg, extra.get("checkpoint"), args.batch_size, args.image_size, args.steps,
+                                args.warmup)
+    path = write_complexity(result, args.out or cfg.run_dir)
+    print(format_complexity(result))
+    print(f"complexity: {path} ({path.with_suffix('.json')})")
     return 0
 
 
@@ -298,7 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate checkpoint=PATH (default: the run's best.pt) on split=test|val|train. "
                        "corruption=color_jitter|gaussian_noise|all (comma-separated) evaluates every severity of "
                        "those corruptions too and reports the drop against clean accuracy "
-                       "(report_robustness.md).")
+                       "(report_robustness.md). Test-time augmentation, each a row of its own beside the "
+                       "single centre-crop figure: eval.hflip=true (centre crop + mirror), "
+                       "eval.tta_scales=[224,288] (the eval pipeline at each size), eval.ten_crop=true; "
+                       "checkpoint=a.pt,b.pt (or checkpoint= repeated) adds the ensemble's rows (softmax "
+                       "probabilities averaged over views, then checkpoints).")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_evaluate)
@@ -370,6 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_analyze_features)
+    p = analyze_sub.add_parser("complexity", help="parameters, FLOPs per image, training and inference images/s",
+                               description="The config's model (or checkpoint=PATH's architecture and weights) on "
+                               "the configured device (train.device): parameters (total, trainable, at test time "
+                               "without training-only modules), FLOPs per image (FlopCounterMode; FLOPs = 2 x MACs) "
+                               "of a test forward, a training forward and a whole training step, and images/s of "
+                               "training steps (forward, backward, optimiser step) and of inference, on random "
+                               "inputs of --batch-size x --image-size. Writes complexity.json and complexity.md "
+                               "into the run folder (or --out). Other key=value pairs override the config.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--batch-size", type=int, help="images per step (default: data.batch_size)")
+    p.add_argument("--image-size", type=int, help="input side in pixels (default: data.image_size)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps each for training and inference (default: 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    p.add_argument("--out", help="output folder (default: the run folder, <output_dir>/<name>)")
+    p.set_defaults(func=cmd_analyze_complexity)
     p = analyze_sub.add_parser("cam", help="Grad-CAM (or a variant) of chosen layers for chosen images, as a PNG grid",
                                description="Rows: images; columns: the input and one map per layer, for the "
                                "model's top-1 class (or --class-index). Default layers: the last three stages "

@@ -9,16 +9,21 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
+from fgvc.data.formats.cifar import image_at
 from fgvc.data.metadata import encode_batch
 from fgvc.data.records import Sample
 from fgvc.errors import DataError
 
 
 def load_image(sample: Sample) -> Image.Image:
-    """Decode fully (so truncated files fail here, naming the file) and apply the format's trim."""
+    """Decode fully (so truncated files fail here, naming the file) and apply the format's trim.
+    A sample with a ``row`` is a row of an array file (CIFAR pickles), loaded once per process."""
     try:
-        with Image.open(sample.path) as img:
-            img = img.convert("RGB")
+        if sample.row is not None:
+            img = Image.fromarray(image_at(sample.path, sample.row))
+        else:
+            with Image.open(sample.path) as img:
+                img = img.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise DataError(f"{sample.path}: unreadable image (record {sample.id or '?'}): {exc}") from None
     if sample.trim_bottom:

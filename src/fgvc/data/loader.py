@@ -52,7 +52,9 @@ class Splits:
 def read_source(cfg: DataConfig) -> DatasetSource:
     options = {"on_bad_record": cfg.bad_records}
     if cfg.format == "aircraft":
-        options |= {"level": cfg.level, "crop_banner": cfg.crop_banner}
+        options |= {"level": cfg.level or "variant", "crop_banner": cfg.crop_banner}
+    if cfg.format == "cifar100" and cfg.level:
+        options["level"] = cfg.level
     if cfg.name:
         options["name"] = cfg.name
     if cfg.format.startswith("inat"):  # parse only the JSON files the run uses (train.json of 2021 is 2.7 M images)

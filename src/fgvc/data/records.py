@@ -23,6 +23,7 @@ class Sample:
     id: str = ""
     trim_bottom: int = 0  # pixels to cut from the bottom (FGVC-Aircraft copyright banner)
     box: tuple[float, float, float, float] | None = None  # (x, y, w, h) when the format gives one
+    row: int | None = None  # the image is row ``row`` of the array file ``path`` (CIFAR pickles), not a file
 
 
 @dataclass

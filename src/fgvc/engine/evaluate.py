@@ -64,6 +64,12 @@ def evaluate(model: nn.Module, method, loader: DataLoader, device: torch.device,
     prediction counts as right only if it is the right class of the whole union) and their mean.
     """
     outputs, labels = predict_loader_all(model, method, loader, device, **kwargs)
+    return metrics_from_outputs(outputs, labels, num_classes, topk, groups)
+
+
+def metrics_from_outputs(outputs: dict[str, torch.Tensor], labels: torch.Tensor, num_classes: int,
+                         topk: tuple[int, ...] = (1, 5), groups: list[tuple[str, int]] | None = None) -> dict:
+    """``evaluate``'s metrics from scores already computed (logits, or TTA's averaged probabilities)."""
     names = list(outputs)
     metrics = classification_metrics(outputs[names[0]], labels, num_classes, topk)
     if groups and len(groups) > 1:

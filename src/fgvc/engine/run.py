@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from fgvc.config import Config
 from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.evaluate import evaluate, predict_loader
+from fgvc.engine.tta import evaluate_tta, wants_tta
 from fgvc.engine.trainer import Trainer, prepare_run_dir, resolve_device, setup_file_logging
 from fgvc.errors import FgvcError
 from fgvc.methods import build_method
@@ -113,8 +115,14 @@ def _relative_to_run(cfg: Config, path: str | Path) -> str:
 
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test",
-                        splits: Splits | None = None, write: bool = True) -> dict:
-    """Evaluate a checkpoint on one split of the config's dataset; by default writes the report."""
+                        splits: Splits | None = None, write: bool = True,
+                        ensemble: Sequence[str | Path] = ()) -> dict:
+    """Evaluate a checkpoint on one split of the config's dataset; by default writes the report.
+
+    With ``eval.hflip`` / ``eval.tta_scales`` / ``eval.ten_crop`` or further ``ensemble`` checkpoints,
+    ``report["tta"]`` holds the TTA and ensemble rows (``fgvc.engine.tta``); the headline metrics stay
+    this checkpoint's single centre crop.
+    """
     splits = splits or prepare_splits(cfg.data)
     ckpt, model, method, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
     dataset = make_dataset(data_cfg, splits.samples(split), train=False)
@@ -123,6 +131,9 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
                        groups=splits.groups, progress=cfg.train.progress)
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
     report["protocol"]["checkpoint"] = _relative_to_run(cfg, checkpoint)
+    if wants_tta(cfg.eval) or ensemble:
+        report["tta"] = _tta_rows(cfg, splits, split, (model, method, data_cfg, device), ensemble)
+        report["protocol"]["ensemble"] = [str(checkpoint), *map(str, ensemble)] if ensemble else None
     if write:  # the test figures go into the run's report (keeping its training curves); others beside it
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         previous = cfg.run_dir / "report.json"
@@ -131,6 +142,21 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
             report |= {k: old[k] for k in ("epochs", "best_epoch", "best_val_top1") if k in old}
         write_report(cfg.run_dir, report, splits.classes, "report" if split == "test" else f"report_{split}")
     return report
+
+
+def _tta_rows(cfg: Config, splits: Splits, split: str, first: tuple, ensemble: Sequence[str | Path],
+              ctx=None) -> list[dict]:
+    """The TTA table of ``first`` (model, method, data config, device) and the ensemble checkpoints,
+    each loaded only when its turn comes; ``ctx``: the DDP context (each rank a slice, gathered)."""
+    def members():
+        yield first
+        for path in ensemble:
+            yield _load_for_eval(cfg, path, splits)[1:]
+
+    return evaluate_tta(cfg.eval, splits.samples(split), members(), len(splits.classes), splits.groups,
+                        progress=cfg.train.progress and (ctx is None or ctx.is_main),
+                        gather=ctx.gather_outputs if ctx is not None else None,
+                        loader_options={"rank": ctx.rank, "world_size": ctx.world_size} if ctx is not None else None)
 
 
 def predict_split(cfg: Config, checkpoint: str | Path, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,8 +3,8 @@
 Common options: ``name`` (shown in reports; default the format name), ``on_bad_record`` ("error":
 raise a one-line ``DataError`` naming file and record; "skip": list it in ``DatasetSource.problems``
 and go on) and ``check_images`` (test that each listed image exists; default True). Format options:
-``level`` and ``crop_banner`` (aircraft), ``names`` (flowers), ``splits`` (iNat), ``image_dir`` and
-``split_file`` (yfcc).
+``level`` and ``crop_banner`` (aircraft), ``level`` (cifar100), ``names`` (flowers), ``splits`` (iNat),
+``image_dir`` and ``split_file`` (yfcc).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from functools import partial
 
-from fgvc.data.formats import aircraft, cars, cub, flowers, folder, inat, manifest, yfcc
+from fgvc.data.formats import aircraft, cars, cifar, cinic, cub, flowers, folder, inat, manifest, yfcc
 from fgvc.data.records import DatasetSource
 from fgvc.errors import DataError
 
@@ -27,6 +27,9 @@ FORMATS: dict[str, Callable[..., DatasetSource]] = {
     "cars": cars.read,
     "aircraft": aircraft.read,
     "flowers": flowers.read,
+    "cifar10": cifar.read_cifar10,
+    "cifar100": cifar.read_cifar100,
+    "cinic10": cinic.read,
     "folder": folder.read,
     "manifest": manifest.read,
 }
