@@ -1,0 +1,119 @@
+"""A finished run folder (``runs/<name>/``) as the multi-run analyses and ``fgvc compare`` read it.
+
+A run is finished when it holds its resolved ``config.yaml`` and a ``report.json`` with test
+metrics (written at the end of ``fgvc train``, or by ``fgvc evaluate``). Analyses that need the
+model load ``checkpoints/best.pt`` — the checkpoint the report's figures come from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fgvc.config import Config, load_config
+from fgvc.errors import FgvcError
+
+
+@dataclass
+class FinishedRun:
+    path: Path
+    config: Config
+    report: dict
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "best.pt"
+
+    @property
+    def test(self) -> dict:
+        return self.report["test"]
+
+    @property
+    def seed(self) -> int:
+        return self.report.get("protocol", {}).get("seed", self.config.seed)
+
+
+def load_run(path: str | Path) -> FinishedRun:
+    """Read a run folder; a one-line error says what is missing and how to get it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FgvcError(f"{path}: no such run folder")
+    report_path, config_path = path / "report.json", path / "config.yaml"
+    if not report_path.is_file() or not config_path.is_file():
+        missing = " and ".join(p.name for p in (config_path, report_path) if not p.is_file())
+        raise FgvcError(f"{path}: not a finished run (no {missing}); train it to the end, or write its report "
+                        "with `fgvc evaluate <its config.yaml>`")
+    try:
+        report = json.loads(report_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise FgvcError(f"{report_path}: not readable JSON ({exc}); re-run `fgvc evaluate` on the run") from None
+    if "test" not in report:
+        raise FgvcError(f"{report_path}: no test metrics; evaluate the run with `fgvc evaluate {config_path}`")
+    return FinishedRun(path, load_config(config_path), report)
+
+
+def load_runs(paths: list[str | Path]) -> list[FinishedRun]:
+    runs = [load_run(p) for p in paths]
+    folders = [r.path.resolve() for r in runs]
+    duplicated = sorted({str(f) for f in folders if folders.count(f) > 1})
+    if duplicated:
+        raise FgvcError(f"run folder given twice: {', '.join(duplicated)}")
+    return runs
+
+
+def run_classes(run: FinishedRun) -> list[str]:
+    """Class names in label order: from the checkpoint when it has them, else from the dataset."""
+    from fgvc.engine.checkpoint import load_checkpoint
+
+    if run.checkpoint.is_file():
+        classes = load_checkpoint(run.checkpoint).get("classes")
+        if classes:
+            return list(classes)
+    from fgvc.data.loader import prepare_splits
+
+    return list(prepare_splits(run.config.data).classes)
+
+
+def select_classes(classes: list[str], names: list[str] | None = None, genus: str | None = None,
+                   default: int = 10) -> list[int]:
+    """Label indices of the chosen classes: given names, names starting with ``genus``, or the first ``default``."""
+    if names and genus:
+        raise FgvcError("--classes and --genus: give one of them")
+    if names:
+        index = {c: i for i, c in enumerate(classes)}
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise FgvcError(f"--classes: unknown class {', '.join(map(repr, unknown))} (e.g. {classes[0]!r})")
+        return [index[n] for n in names]
+    if genus:
+        chosen = [i for i, c in enumerate(classes) if c.startswith(genus)]
+        if not chosen:
+            raise FgvcError(f"--genus {genus!r}: no class name starts with it (e.g. {classes[0]!r})")
+        return chosen
+    return list(range(min(default, len(classes))))
+
+
+def model_for_analysis(run: FinishedRun):
+    """The run's best checkpoint loaded for evaluation, its splits and the data config the model reads."""
+    from fgvc.data.loader import prepare_splits
+    from fgvc.engine.run import _load_for_eval
+
+    if not run.checkpoint.is_file():
+        raise FgvcError(f"{run.checkpoint}: missing; this analysis needs the run's model")
+    splits = prepare_splits(run.config.data)
+    _, model, _, data_cfg, device = _load_for_eval(run.config, run.checkpoint, splits)
+    return model, splits, data_cfg, device
+
+
+def refresh_reports(runs: list[FinishedRun], out: Path) -> None:
+    """Rewrite ``report.md`` of the runs whose folder holds ``out``, so it links the new figures."""
+    from fgvc.analysis.report import write_report
+
+    for run in runs:
+        if out.resolve().is_relative_to(run.path.resolve()):
+            write_report(run.path, run.report, run_classes(run))
