@@ -57,6 +57,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     run = train_priors_and_report if cfg.method.name == "priors" else train_and_report
     report = run(cfg, overwrite=args.overwrite)
+    from fgvc.engine.distributed import current
+
+    if not current().is_main:  # under torchrun: rank 0 speaks for the run
+        return 0
     test = report["test"]
     print(f"{cfg.name}: test top-1 {test['top1']:.2f}  top-5 {test.get('top5', float('nan')):.2f}  "
           f"(best val top-1 {report['best_val_top1']:.2f} at epoch {report['best_epoch']})  "
@@ -310,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="Train from CONFIG; key=value pairs override config keys "
-                       "(e.g. optim.lr=0.01 schedule.epochs=30 train.resume=true).")
+                       "(e.g. optim.lr=0.01 schedule.epochs=30 train.resume=true). Several GPUs or "
+                       "machines: torchrun --nproc_per_node N -m fgvc train CONFIG ... (data.batch_size "
+                       "is per process; train.sync_bn=true for BatchNorm over the global batch).")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")

@@ -19,36 +19,46 @@ from fgvc.errors import DataError
 class ResumableSampler(Sampler):
     """Seeded per-epoch shuffling, sharded over ``world_size`` ranks, resumable mid-epoch.
 
-    ``set_epoch(e, start=k)`` makes the next iteration start at this rank's k-th sample of epoch e.
-    With several ranks the permutation is padded by wrapping, as DistributedSampler does.
+    Positions count samples of the epoch's one global order (the same seeded permutation on every
+    rank): ``set_epoch(e, start=k)`` resumes after the first k samples of epoch e drawn by all ranks
+    together, and the rest are dealt round-robin, rank r taking global positions k + r, k + r + W, ...
+    A sample's augmentation seed follows its global position, so one step of W ranks with batch B
+    draws the same samples, augmented alike, as one process with batch W·B, and a run resumed on
+    another world size goes on with exactly the samples not yet drawn.
+
+    ``even`` (default: ``shuffle``, i.e. training) gives every rank the same count, so DDP ranks step
+    in lockstep: the last ``remaining % W`` samples of the epoch are left out, as ``drop_last`` leaves
+    out a short batch. Not even (evaluation): strided slices, every sample exactly once, no padding.
     """
 
     def __init__(self, num_samples: int, seed: int, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, even: bool | None = None):
         self.num_samples, self.seed, self.shuffle = num_samples, seed, shuffle
         self.rank, self.world_size = rank, world_size
+        self.even = shuffle if even is None else even
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def __len__(self) -> int:
-        return -(-self.num_samples // self.world_size) - self.start
+    def _positions(self) -> range:
+        positions = range(self.start + self.rank, self.num_samples, self.world_size)
+        if self.even:
+            positions = positions[: max(self.num_samples - self.start, 0) // self.world_size]
+        return positions
 
-    def _order(self) -> list[int]:
+    def __len__(self) -> int:
+        return len(self._positions())
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(self.num_samples, generator=g).tolist()
         else:
-            order = list(range(self.num_samples))
-        per_rank = -(-self.num_samples // self.world_size)
-        order += order[: per_rank * self.world_size - len(order)]
-        return order[self.rank::self.world_size]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+            order = range(self.num_samples)
         base = (self.seed * 1_000_003 + self.epoch) * 10_000_019
-        for position, index in enumerate(self._order()[self.start:], start=self.start):
-            yield index, (base + position * self.world_size + self.rank) % 2**63
+        for position in self._positions():
+            yield order[position], (base + position) % 2**63
 
 
 class BalancedSampler(Sampler):
@@ -63,7 +73,8 @@ class BalancedSampler(Sampler):
     batch with ``batch_size = P * D`` and ``drop_last``) hold exactly P of each dataset, ranks never
     share a stream position (no sample twice within one pass of a dataset), the largest dataset sets
     the epoch's length, and a smaller one repeats a sample only after all its samples came up.
-    ``set_epoch(e, start=k)`` and the ``(index, aug_seed)`` keys work as in ``ResumableSampler``.
+    ``set_epoch(e, start=k)`` (k counted over all ranks) and the ``(index, aug_seed)`` keys work as in
+    ``ResumableSampler``; mid-epoch, it resumes only on the same world size.
     """
 
     def __init__(self, datasets: Sequence[int], per_dataset: int, seed: int,
@@ -82,7 +93,8 @@ class BalancedSampler(Sampler):
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
+        """``start``: samples of the epoch already drawn by all ranks together (ranks step in lockstep)."""
+        self.epoch, self.start = epoch, start // self.world_size
 
     def __len__(self) -> int:
         return self.rows * self.per_dataset * len(self.members) - self.start

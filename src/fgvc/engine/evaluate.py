@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -57,13 +59,18 @@ def predict_loader(model: nn.Module, method, loader: DataLoader, device: torch.d
 
 
 def evaluate(model: nn.Module, method, loader: DataLoader, device: torch.device, num_classes: int,
-             topk: tuple[int, ...] = (1, 5), groups: list[tuple[str, int]] | None = None, **kwargs) -> dict:
+             topk: tuple[int, ...] = (1, 5), groups: list[tuple[str, int]] | None = None,
+             gather: Callable | None = None, **kwargs) -> dict:
     """Metrics of the primary rule; with several rules, ``"rules"`` maps each to its top-k figures.
 
     ``groups`` (dataset name, class count) of a joint label space add ``"per_dataset"`` top-1 (a
     prediction counts as right only if it is the right class of the whole union) and their mean.
+    ``gather(outputs, labels)``: under DDP, the loader holds this rank's share and ``gather`` returns
+    every rank's outputs (``DistContext.gather_outputs``), so the metrics cover the whole split.
     """
     outputs, labels = predict_loader_all(model, method, loader, device, **kwargs)
+    if gather is not None:
+        outputs, labels = gather(outputs, labels)
     return metrics_from_outputs(outputs, labels, num_classes, topk, groups)
 
 

@@ -13,6 +13,7 @@ from fgvc.analysis.report import write_report
 from fgvc.config import Config
 from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
 from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.engine.distributed import init_distributed, run_on_main
 from fgvc.engine.evaluate import evaluate, predict_loader
 from fgvc.engine.tta import evaluate_tta, wants_tta
 from fgvc.engine.trainer import Trainer, prepare_run_dir, resolve_device, setup_file_logging
@@ -48,8 +49,11 @@ def _report(cfg: Config, splits: Splits, model: torch.nn.Module, metrics: dict, 
 
 
 def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
-    run_dir = prepare_run_dir(cfg, overwrite)
-    setup_file_logging(run_dir)
+    """Under ``torchrun`` every process runs this; rank 0 alone writes the run folder and the report."""
+    ctx = init_distributed(cfg.train.device)
+    run_dir = run_on_main(ctx, prepare_run_dir, cfg, overwrite)
+    if ctx.is_main:
+        setup_file_logging(run_dir)
     trainer = Trainer(cfg)
     log.info("run folder %s; %d classes; train %d / val %d / test %d images; device %s",
              run_dir, trainer.num_classes, len(trainer.splits.train), len(trainer.splits.val),
@@ -59,12 +63,22 @@ def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
     report = evaluate_checkpoint(cfg, run_dir / "checkpoints" / "best.pt", splits=trainer.splits,
                                  write=False)
     report |= {"best_epoch": state.best_epoch + 1, "best_val_top1": state.best_top1, "epochs": epochs}
-    write_report(run_dir, report, trainer.splits.classes)
+    if ctx.is_main:
+        write_report(run_dir, report, trainer.splits.classes)
     return report
 
 
 def train_priors_and_report(cfg: Config, overwrite: bool = False) -> dict:
-    """PriorsNet: fit the location prior on train metadata, combine with the image model on test."""
+    """PriorsNet: fit the location prior on train metadata, combine with the image model on test.
+
+    A small MLP on metadata that trains in seconds: under ``torchrun`` rank 0 does all of it alone."""
+    ctx = init_distributed(cfg.train.device)
+    if ctx.enabled:
+        return run_on_main(ctx, _train_priors_alone, cfg, overwrite)
+    return _train_priors_alone(cfg, overwrite)
+
+
+def _train_priors_alone(cfg: Config, overwrite: bool = False) -> dict:
     from fgvc.methods.priors import evaluate_with_prior, save_priors, train_priors
 
     run_dir = prepare_run_dir(cfg, overwrite)
@@ -94,7 +108,7 @@ def _load_for_eval(cfg: Config, checkpoint: str | Path, splits: Splits):
     if ckpt.get("classes") and list(ckpt["classes"]) != list(splits.classes):
         raise FgvcError(f"{checkpoint}: trained on {len(ckpt['classes'])} classes of "
                         f"'{ckpt.get('dataset')}', not the {len(splits.classes)} classes of this dataset")
-    device = resolve_device(cfg.train.device)
+    device = init_distributed(cfg.train.device).local_device(resolve_device(cfg.train.device))
     model_cfg, model = model_from_checkpoint(ckpt, len(splits.classes), cfg)
     model.to(device)
     log.info("model weights: %s (epoch %s)", checkpoint, (ckpt.get("state") or {}).get("epoch", "?"))
@@ -126,15 +140,17 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     splits = splits or prepare_splits(cfg.data)
     ckpt, model, method, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
     dataset = make_dataset(data_cfg, splits.samples(split), train=False)
-    loader = make_loader(data_cfg, dataset, train=False)
+    ctx = init_distributed(cfg.train.device)  # under torchrun: each rank a strided slice, gathered
+    loader = make_loader(data_cfg, dataset, train=False, rank=ctx.rank, world_size=ctx.world_size)
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
-                       groups=splits.groups, progress=cfg.train.progress)
+                       groups=splits.groups, progress=cfg.train.progress and ctx.is_main,
+                       gather=ctx.gather_outputs)
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
     report["protocol"]["checkpoint"] = _relative_to_run(cfg, checkpoint)
     if wants_tta(cfg.eval) or ensemble:
-        report["tta"] = _tta_rows(cfg, splits, split, (model, method, data_cfg, device), ensemble)
+        report["tta"] = _tta_rows(cfg, splits, split, (model, method, data_cfg, device), ensemble, ctx)
         report["protocol"]["ensemble"] = [str(checkpoint), *map(str, ensemble)] if ensemble else None
-    if write:  # the test figures go into the run's report (keeping its training curves); others beside it
+    if write and ctx.is_main:  # the test figures go into the run's report (keeping its training curves); others beside it
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         previous = cfg.run_dir / "report.json"
         if split == "test" and previous.is_file():

@@ -22,7 +22,8 @@ from torch import nn
 from tqdm import tqdm
 
 from fgvc.config import Config
-from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
+from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits, set_epoch
+from fgvc.engine import distributed
 from fgvc.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from fgvc.engine.evaluate import evaluate, move
 from fgvc.engine.metrics_log import MetricsLog
@@ -42,7 +43,7 @@ class NonFiniteLossError(FgvcError):
 class TrainState:
     epoch: int = 0  # current epoch (0-based)
     step_in_epoch: int = 0  # optimiser steps already taken in this epoch
-    position: int = 0  # samples of this epoch already drawn from the sampler (skipped ones included)
+    position: int = 0  # samples of this epoch already drawn, by all ranks together (skipped ones included)
     global_step: int = 0
     best_top1: float = -1.0
     best_epoch: int = -1
@@ -79,11 +80,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def build_optimizer(cfg: Config, model: nn.Module, method=None) -> torch.optim.Optimizer:
+def build_optimizer(cfg: Config, model: nn.Module, method=None, world_size: int = 1) -> torch.optim.Optimizer:
     """Two parameter groups: the pretrained backbone (``backbone_lr``) and the new layers (``lr``);
-    a third, "method" (``lr``), for a method's own trainable layers (``method.parameters()``, CTC)."""
+    a third, "method" (``lr``), for a method's own trainable layers (``method.parameters()``, CTC).
+    ``optim.base_batch_size`` scales the rates by the global batch (``data.batch_size`` × processes)."""
     o = cfg.optim
-    scale = cfg.data.batch_size / o.base_batch_size if o.base_batch_size else 1.0
+    scale = cfg.data.batch_size * world_size / o.base_batch_size if o.base_batch_size else 1.0
     new = {id(p) for p in model.new_parameters()}
     new_params = [p for p in model.parameters() if id(p) in new]
     old_params = [p for p in model.parameters() if id(p) not in new]
@@ -112,11 +114,12 @@ class Trainer:
     def __init__(self, cfg: Config, splits: Splits | None = None):
         self.cfg = cfg
         self.run_dir = cfg.run_dir
-        self.device = resolve_device(cfg.train.device)
+        self.dist = distributed.init_distributed(cfg.train.device)  # one process of torchrun, or alone
+        self.device = self.dist.local_device(resolve_device(cfg.train.device))
         on_cuda = self.device.type == "cuda"
         self.amp = on_cuda if cfg.train.amp is None else cfg.train.amp
         self.channels_last = on_cuda if cfg.train.channels_last is None else cfg.train.channels_last
-        seed_everything(cfg.seed, cfg.train.deterministic)
+        seed_everything(cfg.seed + self.dist.rank, cfg.train.deterministic)  # rank 0's weights are broadcast
 
         self.splits = splits or prepare_splits(cfg.data)
         self.num_classes = len(self.splits.classes)
@@ -125,23 +128,29 @@ class Trainer:
                             "data.val_fraction or give data.val_split")
         self.train_set = make_dataset(cfg.data, self.splits.train, train=True)
         self.val_set = make_dataset(cfg.data, self.splits.val, train=False)
-        self.train_loader = make_loader(cfg.data, self.train_set, train=True, seed=cfg.seed)
-        self.val_loader = make_loader(cfg.data, self.val_set, train=False)
+        shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}
+        self.train_loader = make_loader(cfg.data, self.train_set, train=True, seed=cfg.seed, **shard)
+        self.val_loader = make_loader(cfg.data, self.val_set, train=False, **shard)
         self.steps_per_epoch = len(self.train_loader)
         if cfg.train.limit_train_batches:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.train.limit_train_batches)
         if self.steps_per_epoch == 0:
             raise FgvcError(f"train split has {len(self.train_set)} images, fewer than one batch of "
-                            f"{cfg.data.batch_size}: lower data.batch_size")
+                            f"{cfg.data.batch_size} for each of {self.dist.world_size} processes: lower "
+                            "data.batch_size")
 
         self.groups = [count for _, count in self.splits.groups]  # class counts per dataset (joint data)
-        self.model = build_model(cfg, self.num_classes, groups=self.groups).to(self.device)
+        self.model = build_model(cfg, self.num_classes, groups=self.groups)
+        self.model = distributed.convert_sync_batchnorm(self.model, self.dist, cfg).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg, self.num_classes, model=self.model, num_train=len(self.train_set))
         if isinstance(self.method, nn.Module):  # a method with its own layers and state (CTC)
             self.method.to(self.device)
-        self.optimizer = build_optimizer(cfg, self.model, self.method)
+        if self.dist.enabled:
+            distributed.check_supported(cfg, self.method)
+        self.train_model = distributed.wrap_model(self.model, self.dist, cfg)  # what methods train through
+        self.optimizer = build_optimizer(cfg, self.model, self.method, self.dist.world_size)
         s = cfg.schedule
         self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch, s.epochs, s.warmup_epochs,
                                          s.warmup_factor, s.min_lr_factor)
@@ -154,13 +163,20 @@ class Trainer:
         ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "state": asdict(self.state), "rng": rng_state(), "config": self.cfg.model_dump(mode="json"),
-                "classes": self.splits.classes, "dataset": self.splits.source.name, "groups": self.groups}
+                "classes": self.splits.classes, "dataset": self.splits.source.name, "groups": self.groups,
+                "world_size": self.dist.world_size, "rng_ranks": self.dist.gather_object(rng_state())}
         if hasattr(self.method, "state_dict"):  # the method's own state (CTC: heads, banks, snapshot)
             ckpt["method"] = self.method.state_dict()
         return ckpt
 
+    def _save(self, ckpt: dict, path: Path) -> None:
+        """Rank 0 writes; the others wait, so that no rank runs ahead of a checkpoint being written."""
+        if self.dist.is_main:
+            save_atomic(ckpt, path)
+        self.dist.barrier()
+
     def save_last(self) -> None:
-        save_atomic(self.checkpoint(), self.ckpt_dir / "last.pt")
+        self._save(self.checkpoint(), self.ckpt_dir / "last.pt")
 
     def weights(self) -> dict:
         """What evaluation needs (no optimiser or RNG): the content of best.pt and epoch_NNN.pt."""
@@ -169,11 +185,11 @@ class Trainer:
                 "dataset": self.splits.source.name, "groups": self.groups}
 
     def save_best(self) -> None:
-        save_atomic(self.weights(), self.ckpt_dir / "best.pt")
+        self._save(self.weights(), self.ckpt_dir / "best.pt")
 
     def save_epoch(self, epoch: int) -> None:
         """``epoch_{epoch:03d}.pt`` (0 = initial weights) for analyses over training (transfer, MINE)."""
-        save_atomic(self.weights(), self.ckpt_dir / f"epoch_{epoch:03d}.pt")
+        self._save(self.weights(), self.ckpt_dir / f"epoch_{epoch:03d}.pt")
 
     def resume(self) -> None:
         ckpt = load_checkpoint(self.ckpt_dir / "last.pt")
@@ -184,7 +200,9 @@ class Trainer:
         if "method" in ckpt:
             self.method.load_state_dict(ckpt["method"])
         self.state = TrainState(**ckpt["state"])
-        set_rng_state(ckpt["rng"])
+        set_rng_state(distributed.restore_rng(ckpt, self.dist, self.cfg.seed))
+        distributed.reshard(self.state, self.scheduler, ckpt.get("world_size", 1), self.dist, self.cfg,
+                            self.steps_per_epoch)
         log.info("resumed from %s at epoch %d, step %d", self.ckpt_dir / "last.pt", self.state.epoch,
                  self.state.step_in_epoch)
 
@@ -194,7 +212,7 @@ class Trainer:
         resuming = cfg.train.resume and (self.ckpt_dir / "last.pt").exists()
         if cfg.train.resume and not resuming:
             log.info("train.resume=true but no checkpoint in %s: starting from scratch", self.ckpt_dir)
-        self.metrics = MetricsLog(self.run_dir, resume=resuming)
+        self.metrics = MetricsLog(self.run_dir, resume=resuming) if self.dist.is_main else distributed.NullMetricsLog()
         if resuming:
             self.resume()
             self.metrics.truncate(self.state.epoch)
@@ -205,7 +223,7 @@ class Trainer:
                 row = self.train_one_epoch()
                 val = evaluate(self.model, self.method, self.val_loader, self.device, self.num_classes,
                                cfg.eval.topk, amp=self.amp, channels_last=self.channels_last,
-                               desc="val", progress=cfg.train.progress)
+                               desc="val", progress=cfg.train.progress, gather=self.dist.gather_outputs)
                 row |= {"val_top1": val["top1"], f"val_top{cfg.eval.topk[1]}": val[f"top{cfg.eval.topk[1]}"]}
                 improved = val["top1"] > self.state.best_top1
                 if improved:
@@ -232,27 +250,30 @@ class Trainer:
         set_backbone_frozen(model, frozen)
         if hasattr(self.method, "on_epoch_start"):  # a method's stages (CTC), also after a resume
             self.method.on_epoch_start(model, state.epoch, optimizer, self.train_loader)
-        self.train_loader.sampler.set_epoch(state.epoch, start=state.position)
+        set_epoch(self.train_loader, state.epoch, start=state.position)
         bar = tqdm(total=self.steps_per_epoch, initial=state.step_in_epoch, leave=False, dynamic_ncols=True,
                    desc=f"epoch {state.epoch + 1}/{cfg.schedule.epochs}",
-                   disable=None if cfg.train.progress else True)
+                   disable=None if cfg.train.progress and self.dist.is_main else True)
         start, seen_here = time.perf_counter(), 0
         for batch in self.train_loader:
             if state.step_in_epoch >= self.steps_per_epoch:
                 break
-            state.position += cfg.data.batch_size
+            state.position += cfg.data.batch_size * self.dist.world_size
             for message in batch["skipped"]:
                 log.warning("skipped %s", message)
-            state.skipped += len(batch["skipped"])
-            if "image" not in batch:
+            with_images, skipped = self.dist.sum(float("image" in batch), len(batch["skipped"]))
+            state.skipped += int(skipped)
+            if with_images < self.dist.world_size:  # no readable image on some rank: every rank skips the step
                 continue
             batch = move(batch, self.device, self.channels_last)
             loss, logits = self.train_step(batch)
             state.step_in_epoch += 1
             state.global_step += 1
             n = len(batch["label"])
-            state.loss_sum += loss * n
-            state.correct += int((logits.argmax(1) == batch["label"]).sum())
+            loss_sum, correct, n = self.dist.sum(loss * n, int((logits.argmax(1) == batch["label"]).sum()), n)
+            loss, n = loss_sum / n, int(n)  # the global batch's figures
+            state.loss_sum += loss_sum
+            state.correct += int(correct)
             state.seen += n
             seen_here += n
             lr = optimizer.param_groups[-1]["lr"]
@@ -271,17 +292,17 @@ class Trainer:
         return {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.seen, 1),
                 "train_top1": 100.0 * state.correct / max(state.seen, 1), "lr": optimizer.param_groups[-1]["lr"],
                 "images_per_s": seen_here / max(elapsed, 1e-9), "epoch_time_s": elapsed,
-                "skipped_images": state.skipped}
+                "skipped_images": state.skipped, "train_samples": state.seen}
 
     def train_step(self, batch: dict) -> tuple[float, torch.Tensor]:
         """One iteration: the method's own ``train_step`` (several updates, e.g. PMG's phases) if it has
         one, else one loss and one update. The schedule advances once per iteration either way."""
         custom = getattr(self.method, "train_step", None)
         if custom is not None:
-            loss, logits = custom(self.model, batch, self.update, self.autocast)
+            loss, logits = custom(self.train_model, batch, self.update, self.autocast)
         else:
             with self.autocast():
-                loss_t, logits = self.method.training_loss(self.model, batch)
+                loss_t, logits = self.method.training_loss(self.train_model, batch)
             loss = self.update(loss_t)
         self.scheduler.step()
         return loss, logits.detach()
@@ -308,6 +329,7 @@ class Trainer:
                 grads = torch.autograd.grad(self.scaler.scale(loss), only, allow_unused=True)
             elif self.scaler.is_enabled():
                 grads = [g * self.scaler.get_scale() for g in grads]
+            grads = self.dist.mean_gradients(grads)  # autograd.grad bypasses DDP's averaging
             for p, g in zip(only, grads):
                 p.grad = None if g is None else g.detach()
         else:
