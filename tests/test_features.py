@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from fgvc.analysis.features import cluster_scores, complexity, mmd2
+from fgvc.analysis.complexity import model_complexity
+from fgvc.analysis.features import cluster_scores, mmd2
 
 
 def test_cluster_scores_rank_separated_above_mixed_clusters():
@@ -42,7 +43,7 @@ class Tiny(nn.Module):
 
 
 def test_mac_count_matches_a_hand_count():
-    c = complexity(Tiny(), 8)
+    c = model_complexity(Tiny(), 8)
     hand = (4 * 6 * 6) * (3 * 3 * 3) + (4 * 6 * 6) * 5  # conv outputs x kernel volume + linear
     assert c["gmacs_test"] * 1e9 == pytest.approx(hand)
     assert c["params_train_m"] * 1e6 == 4 * 3 * 9 + 144 * 5 == c["params_test_m"] * 1e6

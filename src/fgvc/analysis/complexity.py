@@ -61,16 +61,17 @@ def model_complexity(model: nn.Module, image_size: int, meta_dim: int = 0) -> di
     """Parameters (M) and GMACs per image of one forward, at training and at test time.
 
     Training time keeps the auxiliary outputs (``forward_train`` of an erudite model); test time is
-    ``model(image, meta)``. The model is left in eval mode.
+    ``model(image)`` (``model(image, meta)`` with ``meta_dim``). The model is left in eval mode.
     """
     device = next(model.parameters()).device
     x = torch.zeros(1, 3, image_size, image_size, device=device)
-    meta = torch.zeros(1, meta_dim, device=device)
+    inputs = (x, torch.zeros(1, meta_dim, device=device)) if meta_dim else (x,)
     model.eval()
-    train = (lambda: model.forward_train(x)) if hasattr(model, "forward_train") else (lambda: model(x, meta))
+    train = model.forward_train if hasattr(model, "forward_train") else model
     params = count_parameters(model)
     return {"params_train_m": params["total"] / 1e6, "params_test_m": params["test_time"] / 1e6,
-            "gmacs_train": count_flops(train) / 2 / 1e9, "gmacs_test": count_flops(lambda: model(x, meta)) / 2 / 1e9}
+            "gmacs_train": count_flops(train, (x,) if train is not model else inputs) / 2e9,
+            "gmacs_test": count_flops(model, inputs) / 2e9}
 
 
 def random_batch(num_classes: int, batch_size: int, image_size: int, meta_dim: int, device: torch.device,
@@ -130,7 +131,9 @@ def measure_complexity(cfg, checkpoint: str | Path | None = None, batch_size: in
     from fgvc.engine.trainer import Trainer
 
     if steps < 1 or warmup < 0:
-        raise FgvcError(f"--steps {steps} / warm-up {warmup}: need at least 1 timed step")
+        raise FgvcError(f"--steps {steps} / --warmup {warmup}: need at least 1 timed step and 0 or more warm-up")
+    if (batch_size is not None and batch_size < 1) or (image_size is not None and image_size < 16):
+        raise FgvcError(f"--batch-size {batch_size} / --image-size {image_size}: need at least 1 image of 16 px")
     run, ckpt = _run_config(cfg, checkpoint, batch_size, image_size)
     trainer = Trainer(run)  # the real training step: the method's phases, updates, AMP and schedule
     model, method, device = trainer.model, trainer.method, trainer.device

@@ -7,7 +7,7 @@ pooled backbone feature otherwise) on one split:
   (higher), Davies-Bouldin (lower), with the classes as clusters;
 - MMD² between every two datasets' features (Gaussian kernel, bandwidth = median pairwise distance);
 - parameters and multiply-accumulates per image at training time (auxiliary classifiers included)
-  and at test time (``torch.utils.flop_counter``; MACs = FLOPs / 2);
+  and at test time (``fgvc.analysis.complexity``: ``torch.utils.flop_counter``, MACs = FLOPs / 2);
 - a 2-D t-SNE of the features coloured by dataset.
 """
 
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from fgvc.analysis.complexity import model_complexity
 from fgvc.analysis.report import markdown_table
 
 
@@ -72,24 +72,6 @@ def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
                  - 2 * kxy.mean())
 
 
-def complexity(model: nn.Module, image_size: int) -> dict[str, float]:
-    """Parameters (M) and MACs per image (G) at training time and at test time."""
-    x = torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device)
-    model.eval()
-
-    def macs(fn) -> float:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            fn(x)
-        return counter.get_total_flops() / 2 / 1e9
-
-    params = sum(p.numel() for p in model.parameters())
-    aux = getattr(getattr(model, "head", None), "aux_classifiers", None)  # erudite: dropped at test time
-    train_only = sum(p.numel() for p in aux.parameters()) if aux is not None else 0
-    train_fn = model.forward_train if hasattr(model, "forward_train") else model
-    return {"params_train_m": params / 1e6, "params_test_m": (params - train_only) / 1e6,
-            "gmacs_train": macs(train_fn), "gmacs_test": macs(model)}
-
-
 def plot_tsne(feats: np.ndarray, groups: np.ndarray, names: list[str], path: Path, seed: int = 0) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -121,7 +103,7 @@ def analyse(model: nn.Module, loader, device: torch.device, groups: list[tuple[s
     distances = {f"{a}-{b}": mmd2(feats[dataset == i], feats[dataset == j])
                  for i, a in enumerate(names) for j, b in enumerate(names) if i < j
                  and (dataset == i).sum() > 1 and (dataset == j).sum() > 1}
-    result = {"clusters": per_dataset, "mmd2": distances, "complexity": complexity(model, image_size)}
+    result = {"clusters": per_dataset, "mmd2": distances, "complexity": model_complexity(model, image_size)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "features.json").write_text(json.dumps(result, indent=2))
     plot_tsne(feats, dataset, names, out_dir / "tsne.png")

@@ -85,6 +85,14 @@ def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "r
         md += [f"Prediction rules (the first, `{first}`, is the headline figure and selects the model):", "",
                markdown_table([{"rule": name, "top-1": r.get("top1"), "top-5": r.get("top5")}
                                for name, r in test["rules"].items()]), ""]
+    if report.get("tta"):
+        members = p.get("ensemble") or []
+        md += [f"## Test-time augmentation and ensembles ({split})", "",
+               "Separate from the headline figure above (one checkpoint, one centre crop). Softmax "
+               "probabilities averaged over each image's views"
+               + (f", then over the {len(members)} checkpoints of the ensemble ("
+                  + ", ".join(f"`{m}`" for m in members) + ")" if members else "") + ".", "",
+               markdown_table(report["tta"]), ""]
     if report.get("epochs"):
         md += ["## Training", "", "![curves](curves.png)", "",
                markdown_table(report["epochs"], ["epoch", "train_loss", "train_top1", "val_top1",

@@ -34,3 +34,43 @@ def eval_geometry(size: int, crop_pct: float = 0.875, resize: int | None = None)
 
 def eval_transform(size: int, crop_pct: float = 0.875, resize: int | None = None) -> v2.Compose:
     return v2.Compose(eval_geometry(size, crop_pct, resize) + _to_normalised_tensor())
+
+
+class Views:
+    """Several evaluation views of one image (test-time augmentation).
+
+    Calling it gives a list of normalised tensors, so a dataset item's ``image`` becomes that list and
+    the default collate turns it into one ``[B, 3, S, S]`` batch per view (views of different sizes are
+    fine: each view is its own batch). A pipeline may return a tuple (``TenCrop``); it is flattened.
+    """
+
+    def __init__(self, pipelines: list):
+        self.pipelines = list(pipelines)
+
+    def __call__(self, image) -> list[torch.Tensor]:
+        views = []
+        for pipeline in self.pipelines:
+            out = pipeline(image)
+            views.extend(out if isinstance(out, (tuple, list)) else [out])
+        return views
+
+
+def flip_views(size: int, crop_pct: float = 0.875, resize: int | None = None) -> Views:
+    """The centre crop and its mirror image."""
+    mirror = v2.Compose(eval_geometry(size, crop_pct, resize) + [v2.RandomHorizontalFlip(p=1.0)]
+                        + _to_normalised_tensor())
+    return Views([eval_transform(size, crop_pct, resize), mirror])
+
+
+def ten_crop_views(size: int, crop_pct: float = 0.875, resize: int | None = None) -> Views:
+    """torchvision's ``TenCrop`` of the ``size / crop_pct`` resize (or the square ``resize``): the four
+    corners and the centre (tl, tr, bl, br, c), then the same five crops of the mirrored image (so
+    the mirrors of tr, tl, br, bl, c)."""
+    first = eval_geometry(size, crop_pct, resize)[0]
+    return Views([v2.Compose([first, v2.TenCrop(size)] + _to_normalised_tensor())])
+
+
+def multi_scale_views(sizes: list[int], size: int, crop_pct: float = 0.875, resize: int | None = None) -> Views:
+    """The evaluation pipeline at each of ``sizes``; a square ``resize`` scales with the crop
+    (512 → 448 at 448 px becomes 640 → 560 at 560 px)."""
+    return Views([eval_transform(s, crop_pct, round(resize * s / size) if resize else None) for s in sizes])
