@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import tiny_config
 
+from fgvc.config import build_config
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.trainer import Trainer
 from fgvc.errors import ConfigError
-from fgvc.config import build_config
 from fgvc.methods.ctc import CTC, momentum_update, nce_loss, switch_epoch
 
 CTC_METHOD = {"name": "ctc", "ctc_switch_epoch": 1, "ctc_negatives": 8, "ctc_dim": 16}
@@ -62,10 +62,13 @@ def test_negatives_are_clamped_and_switch_defaults_to_two_thirds(folder_dataset,
     assert trainer.method.bank.shape == (len(trainer.train_set), 128)
 
 
-def test_ctc_needs_an_image_only_linear_head(folder_dataset, tmp_path):
-    with pytest.raises(ConfigError, match="method.name=ctc"):
+def test_ctc_needs_an_image_only_linear_head_and_no_mixing(folder_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="model.head=linear and model.fusion.name=none"):
         build_config({"data": {"format": "folder", "root": str(folder_dataset), "metadata": ["geo"]},
                       "method": {"name": "ctc"}, "model": {"fusion": {"name": "concat"}}})
+    with pytest.raises(ConfigError, match="train.mixup_alpha=0"):
+        build_config({"data": {"format": "folder", "root": str(folder_dataset)},
+                      "method": {"name": "ctc"}, "train": {"cutmix_alpha": 1.0}})
 
 
 def test_snapshot_is_frozen_and_stage_two_trains_the_model_only(folder_dataset, tmp_path):

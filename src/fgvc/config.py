@@ -271,6 +271,9 @@ class Config(Section):
         if self.method.name == "ctc" and (self.model.head != "linear" or self.model.fusion.name != "none"):
             raise ValueError("method.name=ctc embeds the pooled backbone feature of an image-only model: set "
                              "model.head=linear and model.fusion.name=none")
+        if self.method.name == "ctc" and (self.train.mixup_alpha > 0 or self.train.cutmix_alpha > 0):
+            raise ValueError("method.name=ctc contrasts each image with its own memory-bank entry, which a mixed "
+                             "image does not have: set train.mixup_alpha=0 and train.cutmix_alpha=0")
         e = self.model.erudite
         if e.multi_stage and (e.hierarchical or self.method.augment == "snapmix"):
             raise ValueError("model.erudite.multi_stage (Ours_PMG) takes neither model.erudite.hierarchical nor "

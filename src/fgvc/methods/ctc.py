@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fgvc.config import Config
+from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,11 @@ class CTC(nn.Module):
         """Both banks ← the snapshot's features through each head, every training image (eval transforms)."""
         from fgvc.data.loader import make_dataset
 
-        dataset = make_dataset(self.data_cfg, train_loader.dataset.samples, train=False)
+        samples = getattr(train_loader.dataset, "samples", None)
+        if samples is None:  # a streamed dataset (shards) has no list of records to run over
+            raise FgvcError(f"method.ctc_refresh_bank=true needs the training records in a list; data.format="
+                            f"{self.data_cfg.format} streams them: set method.ctc_refresh_bank=false")
+        dataset = make_dataset(self.data_cfg, samples, train=False)
         loader = DataLoader(dataset, batch_size=train_loader.batch_size, shuffle=False,
                             num_workers=train_loader.num_workers, collate_fn=train_loader.collate_fn)
         device = self.bank.device
