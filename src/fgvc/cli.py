@@ -216,6 +216,17 @@ def cmd_analyze_cam(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_transfer(args: argparse.Namespace) -> int:
+    from fgvc.analysis.transfer import ProbeSettings, analyse_transfer
+
+    runs = [Path(d) for d in args.runs]
+    out = Path(args.out) if args.out else runs[0]
+    settings = ProbeSettings(max_train=args.max_train, C=args.C, max_iter=args.max_iter, seed=args.seed)
+    analyse_transfer(runs, args.target, out, settings, progress=not args.quiet)
+    print(f"transferability: {out / 'transfer.png'} ({out / 'transfer.csv'})")
+    return 0
+
+
 def cmd_analyze_embedding(args: argparse.Namespace) -> int:
     from fgvc.analysis.embedding import embedding_analysis
 
@@ -429,6 +440,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-index", type=int, help="explain this class instead of each image's top-1")
     p.add_argument("--out", help="PNG path (default: cam.png beside the checkpoint)")
     p.set_defaults(func=cmd_analyze_cam)
+    p = analyze_sub.add_parser("transfer", help="source accuracy and a linear probe on a target dataset for every "
+                               "epoch checkpoint (CTC's discriminability vs transferability)",
+                               description="For each RUN_DIR (a folder made by `fgvc train` with "
+                               "train.keep_epoch_checkpoints=true) and every checkpoints/epoch_*.pt (000 = the "
+                               "initial weights): the checkpoint's own top-1 on its run's test split, and the "
+                               "top-1 on the target's test split of a linear probe (standardised features, "
+                               "scikit-learn LogisticRegression, fixed C and seed) fitted on the target's train "
+                               "split; the probe reads the checkpoint's pooled backbone features of the target "
+                               "images under the target config's eval transform. Writes transfer.json, "
+                               "transfer.csv (one row per checkpoint) and transfer.png (both against epoch, one "
+                               "line per run).",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--target", required=True, metavar="CONFIG", help="YAML config whose data section is the "
+                   "target dataset (its train split fits the probe, its test split scores it)")
+    p.add_argument("--max-train", type=int, metavar="N", help="fit the probe on a seeded stratified subset of "
+                   "about N target train images (None: all)")
+    p.add_argument("--C", type=float, default=1.0, metavar="C",
+                   help="inverse L2 strength of the logistic regression")
+    p.add_argument("--max-iter", type=int, default=2000, help="lbfgs iterations of the probe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (None: the first RUN_DIR)")
+    p.set_defaults(func=cmd_analyze_transfer)
 
     classes_help = "class names as in the dataset (quote names with spaces); default: the first 10 classes"
     p = analyze_sub.add_parser("embedding", help="t-SNE of several runs' features of chosen classes, side by side",
