@@ -133,3 +133,10 @@ def test_evaluate_without_tta_has_no_table_and_corruption_refuses_an_ensemble(tr
     assert "tta" not in json.loads((run / "report_val.json").read_text())
     assert main(["-q", "evaluate", str(config), f"checkpoint={best},{best}", "corruption=gaussian_noise"]) == 2
     assert "not an ensemble" in capsys.readouterr().err
+
+
+def test_views_of_a_uint8_tensor_image_are_all_normalised_floats():
+    tensor = torch.from_numpy(np.array(_image())).permute(2, 0, 1).contiguous()  # what tensor decoding gives
+    for views in (ten_crop_views(16, 0.8)(tensor), flip_views(16, 0.8)(tensor), multi_scale_views([16, 24], 16)(tensor)):
+        assert all(v.dtype == torch.float32 and v.shape[-1] in (16, 24) for v in views)
+    assert torch.equal(ten_crop_views(16, 0.8)(tensor)[4], eval_transform(16, 0.8)(tensor))

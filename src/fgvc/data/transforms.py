@@ -67,7 +67,18 @@ def ten_crop_views(size: int, crop_pct: float = 0.875, resize: int | None = None
     corners and the centre (tl, tr, bl, br, c), then the same five crops of the mirrored image (so
     the mirrors of tr, tl, br, bl, c)."""
     first = eval_geometry(size, crop_pct, resize)[0]
-    return Views([v2.Compose([first, v2.TenCrop(size)] + _to_normalised_tensor())])
+    return Views([EachCrop(v2.Compose([first, v2.TenCrop(size)]), v2.Compose(_to_normalised_tensor()))])
+
+
+class EachCrop:
+    """A geometry that gives several crops, then ``finish`` on each crop by itself (v2 transforms
+    given a tuple of plain tensors would convert only the first)."""
+
+    def __init__(self, geometry, finish):
+        self.geometry, self.finish = geometry, finish
+
+    def __call__(self, image) -> list[torch.Tensor]:
+        return [self.finish(crop) for crop in self.geometry(image)]
 
 
 def multi_scale_views(sizes: list[int], size: int, crop_pct: float = 0.875, resize: int | None = None) -> Views:
