@@ -97,12 +97,13 @@ def test_cli_two_runs_side_by_side_and_max_train(trained, target_config, tmp_pat
     shutil.copytree(run, other)
     out = tmp_path / "both"
     code = main(["-q", "analyze", "transfer", str(run), str(other), "--target", str(target_config),
-                 "--out", str(out), "--max-train", "12"])
+                 "--out", str(out), "--max-train", "12", "--target-set", "data.image_size=24"])
     assert code == 0 and "transfer.png" in capsys.readouterr().out
     result = json.loads((out / "transfer.json").read_text())
     assert [(r["run"], r["epoch"]) for r in result["rows"]] == [(run.name, e) for e in range(3)] + \
         [("ctc", e) for e in range(3)]
     assert result["target"]["counts"]["train"] == 12 and result["probe"]["max_train"] == 12
+    assert result["target"]["image_size"] == 24 and result["target"]["overrides"] == ["data.image_size=24"]
     # same weights, same target subset, same probe seed: the copied run's figures are identical
     first, second = result["rows"][:3], result["rows"][3:]
     assert [(r["source_top1"], r["target_top1"]) for r in first] == [(r["source_top1"], r["target_top1"])

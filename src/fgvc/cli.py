@@ -222,7 +222,8 @@ def cmd_analyze_transfer(args: argparse.Namespace) -> int:
     runs = [Path(d) for d in args.runs]
     out = Path(args.out) if args.out else runs[0]
     settings = ProbeSettings(max_train=args.max_train, C=args.C, max_iter=args.max_iter, seed=args.seed)
-    analyse_transfer(runs, args.target, out, settings, progress=not args.quiet)
+    analyse_transfer(runs, args.target, out, settings, progress=not args.quiet,
+                     target_overrides=args.target_set)
     print(f"transferability: {out / 'transfer.png'} ({out / 'transfer.csv'})")
     return 0
 
@@ -455,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--target", required=True, metavar="CONFIG", help="YAML config whose data section is the "
                    "target dataset (its train split fits the probe, its test split scores it)")
+    p.add_argument("--target-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the target config, e.g. data.root=/data/CINIC-10 (repeatable)")
     p.add_argument("--max-train", type=int, metavar="N", help="fit the probe on a seeded stratified subset of "
                    "about N target train images (None: all)")
     p.add_argument("--C", type=float, default=1.0, metavar="C",

@@ -23,6 +23,7 @@ import csv
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -91,12 +92,12 @@ def _run_config(run_dir: Path) -> Config:
 class Target:
     """The target dataset's train and test splits, read once and shared by every checkpoint."""
 
-    def __init__(self, config: str | Path, settings: ProbeSettings):
+    def __init__(self, config: str | Path, settings: ProbeSettings, overrides: Sequence[str] = ()):
         from fgvc.data.holdout import stratified_holdout
         from fgvc.data.loader import prepare_splits
 
-        self.config_path = str(config)
-        self.cfg = load_config(config)
+        self.config_path, self.overrides = str(config), list(overrides)
+        self.cfg = load_config(config, list(overrides))
         self.data = self.cfg.data.model_copy(update={"metadata": []})  # images only: the backbone's input
         splits = prepare_splits(self.data)
         self.name, self.classes, self.names = splits.source.name, splits.classes, splits.names
@@ -121,7 +122,8 @@ class Target:
         return run(self.train), run(self.test)
 
     def describe(self) -> dict:
-        return {"config": self.config_path, "dataset": self.name, "classes": len(self.classes),
+        return {"config": self.config_path, "overrides": self.overrides, "dataset": self.name,
+                "classes": len(self.classes),
                 "splits": {"train": self.names["train"], "test": self.names["test"]},
                 "counts": {"train": len(self.train), "test": len(self.test)},
                 "image_size": self.data.image_size}
@@ -178,14 +180,16 @@ def plot_transfer(rows: list[dict], path: Path, source: str, target: str) -> Pat
 
 
 def analyse_transfer(run_dirs: list[Path], target_config: str | Path, out_dir: Path,
-                     settings: ProbeSettings = ProbeSettings(), progress: bool = True) -> dict:
-    """Every run's epoch checkpoints against one target; writes ``transfer.json``, ``.csv`` and ``.png``."""
+                     settings: ProbeSettings = ProbeSettings(), progress: bool = True,
+                     target_overrides: Sequence[str] = ()) -> dict:
+    """Every run's epoch checkpoints against one target (its config with ``key=value`` overrides);
+    writes ``transfer.json``, ``transfer.csv`` and ``transfer.png``."""
     names = [d.name for d in run_dirs]
     if len(set(names)) != len(names):
         raise FgvcError(f"run folders share a name ({', '.join(names)}): the figure labels runs by "
                         "folder name")
     total = sum(len(epoch_checkpoints(d)) for d in run_dirs)  # fails early on a run without them
-    target = Target(target_config, settings)
+    target = Target(target_config, settings, target_overrides)
     rows = []
     with tqdm(total=total, desc="transfer", disable=None if progress else True, dynamic_ncols=True) as bar:
         for run_dir in run_dirs:
