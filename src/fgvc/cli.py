@@ -126,6 +126,19 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     return 1 if summary["problems"] else 0
 
 
+def cmd_data_shard(args: argparse.Namespace) -> int:
+    from fgvc.config import load_config
+    from fgvc.data.shards import write_shards
+
+    cfg = load_config(args.config, args.overrides)
+    written = write_shards(cfg.data, args.out_dir, args.max_per_shard, args.splits, args.workers)
+    for role, index in written.items():
+        print(f"{role}: {index['count']} images in {len(index['shards'])} shards, {len(index['skipped'])} "
+              f"skipped ({index['source']}) -> {Path(args.out_dir) / (role + '.json')}")
+    print(f"train from them with: fgvc train {args.config} data.format=shards data.root={args.out_dir}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from fgvc.predict import predict_images
 
@@ -222,8 +235,7 @@ def cmd_analyze_transfer(args: argparse.Namespace) -> int:
     runs = [Path(d) for d in args.runs]
     out = Path(args.out) if args.out else runs[0]
     settings = ProbeSettings(max_train=args.max_train, C=args.C, max_iter=args.max_iter, seed=args.seed)
-    analyse_transfer(runs, args.target, out, settings, progress=not args.quiet,
-                     target_overrides=args.target_set)
+    analyse_transfer(runs, args.target, out, settings, progress=not args.quiet)
     print(f"transferability: {out / 'transfer.png'} ({out / 'transfer.csv'})")
     return 0
 
@@ -456,8 +468,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--target", required=True, metavar="CONFIG", help="YAML config whose data section is the "
                    "target dataset (its train split fits the probe, its test split scores it)")
-    p.add_argument("--target-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the target config, e.g. data.root=/data/CINIC-10 (repeatable)")
     p.add_argument("--max-train", type=int, metavar="N", help="fit the probe on a seeded stratified subset of "
                    "about N target train images (None: all)")
     p.add_argument("--C", type=float, default=1.0, metavar="C",
@@ -518,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-complexity", action="store_true", help="skip loading the models to count parameters/MACs")
     p.set_defaults(func=cmd_compare)
 
-    data = sub.add_parser("data", help="write the synthetic benchmark, or verify a dataset")
+    data = sub.add_parser("data", help="write the synthetic benchmark, verify a dataset, or shard it")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     p = data_sub.add_parser("synth", help="write the procedural benchmark in the real on-disk formats",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -531,6 +541,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-images", action="store_true", help="skip decoding every image")
     p.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     p.set_defaults(func=cmd_data_verify)
+    p = data_sub.add_parser("shard", help="write the splits as WebDataset tar shards (+ <split>.json indices)",
+                            description="Resolve CONFIG's splits as training would (hold-outs included) and "
+                            "write OUT_DIR/<split>-NNNNNN.tar (original image bytes + a JSON of label and "
+                            "metadata per sample) and OUT_DIR/<split>.json (shards, counts, classes). Train "
+                            "or evaluate from them with data.format=shards data.root=OUT_DIR. Unreadable "
+                            "images stop with the file named, or are skipped and counted with "
+                            "data.bad_images=skip.")
+    p.add_argument("config")
+    p.add_argument("out_dir")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--max-per-shard", type=int, default=1000, metavar="N",
+                   help="samples per tar file (default: 1000)")
+    p.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test"],
+                   help="which splits (default: train val test)")
+    p.add_argument("--workers", type=int, default=4, help="threads reading and checking images (default: 4)")
+    p.set_defaults(func=cmd_data_shard)
 
     p = sub.add_parser("import-checkpoint", help="convert released weights (Dynamic MLP authors) to an fgvc checkpoint")
     p.add_argument("--from", dest="source", required=True, choices=["dynamic-mlp"],

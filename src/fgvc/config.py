@@ -43,7 +43,8 @@ class JointSource(Section):
 
 
 class DataConfig(Section):
-    format: Literal[FORMAT_NAMES] = "folder"  # type: ignore[valid-type]
+    # shards: the folder `fgvc data shard` wrote (data.root); its splits are those resolved when written
+    format: Literal[FORMAT_NAMES + ("shards",)] = "folder"  # type: ignore[valid-type]
     root: str = ""  # dataset folder (or manifest file); relative paths are relative to the cwd
     name: str | None = None  # shown in reports; defaults to the format name
     train_split: str | None = None  # None: the split the papers train on (the reader's default)
@@ -67,6 +68,7 @@ class DataConfig(Section):
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)  # None: 2 x batch_size
     num_workers: int = Field(2, ge=0)
+    shuffle_buffer: int = Field(1000, ge=1)  # shards: samples (encoded bytes) each training stream shuffles among
     # The erudite setting: one model on the union of several datasets' classes, each batch balanced
     # across them. When non-empty, data.format/root/name/*_split/level/crop_banner are not used: each
     # source keeps its own; the other fields here (hold-out, image size, batch, ...) are shared.

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from fgvc.config import DataConfig
 from fgvc.data.dataset import ImageDataset, collate
@@ -15,6 +15,7 @@ from fgvc.data.formats import read_dataset
 from fgvc.data.holdout import stratified_holdout
 from fgvc.data.records import DatasetSource, Sample
 from fgvc.data.samplers import BalancedSampler, ResumableSampler
+from fgvc.data.shards import ShardDataset, ShardIndex, read_shard_splits
 from fgvc.data.transforms import eval_transform, train_transform
 from fgvc.errors import ConfigError, DataError
 
@@ -88,6 +89,8 @@ def prepare_splits(cfg: DataConfig) -> Splits:
         from fgvc.data.joint import prepare_joint_splits  # joint calls back into this function
 
         return prepare_joint_splits(cfg)
+    if cfg.format == "shards":
+        return read_shard_splits(cfg)
     source = read_source(cfg)
     train_name, val_name, test_name = source.default_splits
     train_name = cfg.train_split or train_name
@@ -117,7 +120,11 @@ def prepare_splits(cfg: DataConfig) -> Splits:
 def make_dataset(cfg: DataConfig, samples: list[Sample], train: bool) -> ImageDataset:
     transform = (train_transform(cfg.image_size, cfg.min_scale, cfg.hflip, cfg.resize) if train
                  else eval_transform(cfg.image_size, cfg.crop_pct, cfg.resize))
-    return ImageDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip")
+    if isinstance(samples, ShardIndex):  # a split of data.format=shards: streamed from its tar files
+        return ShardDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip",
+                            cfg.shuffle_buffer)
+    return ImageDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip",
+                        tensor_images=True)
 
 
 def make_loader(cfg: DataConfig, dataset: ImageDataset, *, train: bool, seed: int = 0,
@@ -125,8 +132,13 @@ def make_loader(cfg: DataConfig, dataset: ImageDataset, *, train: bool, seed: in
     """Training loaders shuffle with a resumable sampler; eval loaders keep order (sharded when DDP).
 
     With ``data.joint`` training batches are balanced: ``batch_size / len(joint)`` images of each dataset.
+    A ``ShardDataset`` has no sampler: it deals its stream to ranks and workers itself, batch by batch.
     """
-    if train and cfg.joint:
+    if isinstance(dataset, ShardDataset):
+        batch_size = cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size)
+        dataset = dataset.stream(seed=seed, shuffle=train, rank=rank, world_size=world_size, chunk=batch_size)
+        sampler = None
+    elif train and cfg.joint:
         sampler = _balanced_sampler(cfg, dataset, seed, rank, world_size)
     else:
         sampler = ResumableSampler(len(dataset), seed, shuffle=train, rank=rank, world_size=world_size)
@@ -135,6 +147,13 @@ def make_loader(cfg: DataConfig, dataset: ImageDataset, *, train: bool, seed: in
                       sampler=sampler, num_workers=workers, collate_fn=collate,
                       pin_memory=torch.cuda.is_available(), drop_last=train,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+
+
+def set_epoch(loader: DataLoader, epoch: int, start: int = 0) -> None:
+    """Position a training loader ``start`` samples (all ranks together) into ``epoch``: through its
+    sampler, or through the dataset itself when it is streamed (shards)."""
+    target = loader.dataset if isinstance(loader.dataset, IterableDataset) else loader.sampler
+    target.set_epoch(epoch, start=start)
 
 
 def _balanced_sampler(cfg: DataConfig, dataset: ImageDataset, seed: int, rank: int,

@@ -1,0 +1,352 @@
+"""WebDataset shards (DESIGN §4.3): ``fgvc data shard`` writes them, ``data.format: shards`` streams them.
+
+A folder of JPEGs stops being practical around iNat21-full (2.7 M files): shards turn it into a few
+thousand sequential tar files. ``write_shards`` resolves the config's splits exactly as training would
+(hold-outs included) and writes, per split ``<split>``:
+
+- ``<split>-000000.tar``, ... (at most ``max_per_shard`` samples each): per sample the original
+  encoded image bytes under their extension (``.jpg``, ``.png``, ... — never re-encoded; only images
+  held in array files, such as CIFAR's, are written as lossless PNG) and a ``.json`` with the label,
+  class name, lat, lon, date, dataset, record id, original path, index in the split and the trim;
+- ``<split>.json``, the index: shard names and counts (so epoch lengths are exact before reading a
+  byte), classes, dataset groups, where the split came from, skipped images, and the missing/invalid
+  metadata counts that ``ImageDataset`` would count.
+
+Every image is decoded once while writing, so unreadable files follow ``data.bad_images`` there: a
+one-line ``DataError`` naming the file, or skipped, logged and counted in the index.
+
+Reading (``ShardDataset``): training streams this rank's contiguous share of the epoch's shard order
+(shards shuffled per epoch, then a seeded shuffle buffer), evaluation deals samples round-robin over
+ranks in split order, as ``ResumableSampler`` does. Within a rank, batch-sized chunks of the stream
+go to the DataLoader workers in turn (chunk c to worker c mod K), which the DataLoader's round-robin
+collects back in order: the batches are the same with 0, 1 or K workers, each sample comes once per
+epoch, and every worker decodes only its own chunks (the workers read the same tar bytes in lockstep,
+so the page cache serves them once).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import io
+import json
+import logging
+import random
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import IterableDataset, get_worker_info
+from tqdm import tqdm
+
+from fgvc.config import DataConfig
+from fgvc.data.dataset import decode_image_bytes, transform_seeded
+from fgvc.data.metadata import USES, check_metadata, encode_metadata, record_name
+from fgvc.data.records import DatasetSource, Sample
+from fgvc.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("train", "val", "test")
+IMAGE_KEYS = ("jpg", "jpeg", "png", "bmp", "webp")
+METADATA_USES = (("geo",), ("temporal",), ("geo", "temporal"))
+INDEX_FORMAT = "fgvc-shards/1"
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def write_shards(cfg: DataConfig, out_dir: str | Path, max_per_shard: int = 1000,
+                 roles: Sequence[str] = ROLES, workers: int = 4, progress: bool = True) -> dict:
+    """Shard the splits ``roles`` of the dataset ``cfg`` describes; returns ``{role: index}``."""
+    from fgvc.data.loader import prepare_splits  # the loader imports this module
+
+    if max_per_shard < 1:
+        raise DataError(f"--max-per-shard must be at least 1, not {max_per_shard}")
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise DataError(f"split '{unknown[0]}': expected one of {', '.join(ROLES)}")
+    if cfg.format == "shards":
+        raise DataError(f"{cfg.root}: already shards; point the config at the original dataset")
+    splits = prepare_splits(cfg)
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    indices = {role: _write_split(splits, role, out, max_per_shard, cfg.bad_images == "skip", workers, progress)
+               for role in roles}
+    for role, index in indices.items():  # only once every split is complete: no half-written folder reads
+        (out / f"{role}.json").write_text(json.dumps(index, indent=1))
+    return indices
+
+
+def _write_split(splits, role: str, out: Path, max_per_shard: int, skip_bad: bool, workers: int,
+                 progress: bool) -> dict:
+    samples = splits.samples(role)
+    shards: list[dict] = []
+    skipped: list[str] = []
+    writer, written = None, 0
+    bar = tqdm(total=len(samples), desc=f"shard {role}", unit="img", leave=False,
+               disable=None if progress else True, dynamic_ncols=True)
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
+        for start in range(0, len(samples), 256):  # bounded read-ahead: never all images in memory
+            chunk = list(enumerate(samples[start:start + 256], start))
+            for (index, sample), (image, error) in zip(chunk, pool.map(_checked_bytes, [s for _, s in chunk])):
+                bar.update()
+                if error is not None:
+                    if not skip_bad:
+                        raise DataError(error)
+                    log.warning("skipped %s", error)
+                    skipped.append(error)
+                    continue
+                if writer is None or shards[-1]["count"] == max_per_shard:
+                    if writer is not None:
+                        _close(writer, out / shards[-1]["name"])
+                    shards.append({"name": f"{role}-{len(shards):06d}.tar", "count": 0})
+                    writer = wds.TarWriter(str(out / (shards[-1]["name"] + ".tmp")), encoder=False, mtime=0.0)
+                ext, data = image
+                writer.write({"__key__": f"{index:09d}", ext: data,
+                              "json": json.dumps(_record(sample, index, splits.classes)).encode()})
+                shards[-1]["count"] += 1
+                written += 1
+    bar.close()
+    if writer is not None:
+        _close(writer, out / shards[-1]["name"])
+    index = {"format": INDEX_FORMAT, "split": role, "source": splits.names[role], "dataset": splits.source.name,
+             "count": written, "shards": shards, "classes": list(splits.classes),
+             "groups": [list(g) for g in splits.groups], "taxonomy": splits.source.taxonomy,
+             "skipped": skipped, "metadata": _metadata_counts(samples)}
+    if skipped:
+        log.warning("%s: skipped %d unreadable images (named above)", role, len(skipped))
+    return index
+
+
+def _close(writer: wds.TarWriter, path: Path) -> None:
+    """Shards appear under their name only once complete."""
+    writer.close()
+    Path(str(path) + ".tmp").replace(path)
+
+
+def _checked_bytes(sample: Sample) -> tuple[tuple[str, bytes] | None, str | None]:
+    """``((extension, encoded bytes), None)`` for a decodable image, else ``(None, one-line error)``."""
+    try:
+        if getattr(sample, "row", None) is not None:  # an image held in an array file: no encoded bytes
+            from PIL import Image
+
+            from fgvc.data.formats.cifar import image_at
+
+            buffer = io.BytesIO()
+            Image.fromarray(image_at(sample.path, sample.row)).save(buffer, "PNG")
+            ext, data = "png", buffer.getvalue()
+        else:
+            data = Path(sample.path).read_bytes()
+            ext = Path(sample.path).suffix.lower().lstrip(".")
+            ext = ext if ext in IMAGE_KEYS else "jpg" if data[:3] == b"\xff\xd8\xff" else "png"
+        decode_image_bytes(data)
+    except (OSError, ValueError) as exc:
+        return None, f"{sample.path}: unreadable image (record {sample.id or '?'}): {exc}"
+    return (ext, data), None
+
+
+def _record(sample: Sample, index: int, classes: Sequence[str]) -> dict:
+    date = sample.date.isoformat() if isinstance(sample.date, dt.date) else sample.date
+    return {"index": index, "label": sample.label, "class": classes[sample.label], "lat": sample.lat,
+            "lon": sample.lon, "date": date, "dataset": sample.dataset, "id": sample.id, "path": sample.path,
+            "trim_bottom": sample.trim_bottom, "box": list(sample.box) if sample.box else None}
+
+
+def _metadata_counts(samples: Sequence[Sample]) -> dict:
+    """Per metadata choice, what ``encode_batch`` would find: missing and invalid values, the first
+    invalid one named as its error would name it."""
+    counts = {}
+    for use in METADATA_USES:
+        missing = invalid = 0
+        first = None
+        for s in samples:
+            verdict = check_metadata(s, use)
+            missing += verdict == "missing"
+            if verdict and verdict.startswith("invalid"):
+                invalid += 1
+                first = first or f"{record_name(s)}: {verdict.removeprefix('invalid: ')}"
+        counts["+".join(use)] = {"missing": missing, "invalid": invalid, "first_invalid": first}
+    return counts
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+class ShardIndex(Sequence):
+    """One sharded split: its length and shards come from ``<split>.json``; the records themselves
+    (``Sample``s rebuilt from the per-sample JSONs) are read from the tars only when asked for."""
+
+    def __init__(self, root: Path, index: dict):
+        self.root, self.index = root, index
+        self.shards = [(root / s["name"], int(s["count"])) for s in index["shards"]]
+        missing = next((path for path, _ in self.shards if not path.is_file()), None)
+        if missing is not None:
+            raise DataError(f"{missing}: shard listed in {root / (index['split'] + '.json')} not found; "
+                            "write the shards again with `fgvc data shard`")
+        self._records: list[Sample] | None = None
+
+    def __len__(self) -> int:
+        return int(self.index["count"])
+
+    def __getitem__(self, i):
+        return self.records()[i]
+
+    def records(self) -> list[Sample]:
+        if self._records is None:
+            raws = (json.loads(raw["json"]) for path, _ in self.shards
+                    for raw in read_tar(path, select=lambda name: name.endswith(".json")))
+            self._records = [_sample(meta) for meta in raws]
+        return self._records
+
+
+def read_tar(path: Path, select: Callable[[str], bool] | None = None) -> Iterator[dict]:
+    """The samples of one tar shard in order: dicts of ``__key__`` and one bytes value per extension."""
+    streams = wds.tariterators.url_opener([{"url": str(path)}])
+    files = wds.tariterators.tar_file_expander(streams, select_files=select)
+    return wds.tariterators.group_by_keys(files)
+
+
+def _sample(meta: dict) -> Sample:
+    box = tuple(meta["box"]) if meta.get("box") else None
+    return Sample(path=meta["path"], label=int(meta["label"]), lat=meta.get("lat"), lon=meta.get("lon"),
+                  date=meta.get("date"), dataset=meta.get("dataset", ""), id=meta.get("id", ""),
+                  trim_bottom=int(meta.get("trim_bottom") or 0), box=box)
+
+
+def read_shard_splits(cfg: DataConfig):
+    """``Splits`` of a shard folder (``data.root``): the splits as they were resolved when written."""
+    from fgvc.data.loader import Splits
+
+    root = Path(cfg.root).expanduser()
+    indices = {}
+    for role in ROLES:
+        path = root / f"{role}.json"
+        if path.is_file():
+            try:
+                indices[role] = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            if indices[role].get("format") != INDEX_FORMAT:
+                raise DataError(f"{path}: not an fgvc shard index (format {indices[role].get('format')!r})")
+    if not indices:
+        raise DataError(f"{root}: no train.json, val.json or test.json; write shards there with "
+                        f"`fgvc data shard CONFIG {root}`")
+    first = next(iter(indices.values()))
+    for role, index in indices.items():
+        if index["classes"] != first["classes"]:
+            raise DataError(f"{root / (role + '.json')}: other classes than {first['split']}.json; "
+                            "shard all splits from one config")
+    parts = {role: ShardIndex(root, indices[role]) if role in indices else [] for role in ROLES}
+    names = {role: f"{indices[role]['source']} (shards)" if role in indices else
+             f"not sharded (no {role}.json in {root})" for role in ROLES}
+    name = cfg.name or first["dataset"]
+    source = DatasetSource(name, list(first["classes"]), {r: p for r, p in parts.items() if r in indices},
+                           ("train", "val", "test"), taxonomy=first.get("taxonomy") or {})
+    return Splits(source, parts["train"], parts["val"], parts["test"], names,
+                  [tuple(g) for g in first["groups"]])
+
+
+class ShardDataset(IterableDataset):
+    """Streams a sharded split as items like ``ImageDataset``'s: ``image, label, meta, index``.
+
+    ``index`` is the sample's position in its split, the same as the folder reader's. ``make_loader``
+    calls ``stream(...)`` for a copy bound to a seed, shuffling, rank and batch (chunk) size;
+    ``set_epoch(e, start=k)`` — ``k`` samples drawn by all ranks together, as the trainer's
+    ``state.position`` — restarts epoch e's stream and discards this rank's first ``k // world_size``
+    samples without decoding them, so a resumed run draws the same batches, with the same augmentation
+    seeds, as one never interrupted (on the same number of processes). Epoch and start live in shared
+    memory so persistent DataLoader workers see them.
+    """
+
+    def __init__(self, samples: ShardIndex, transform: Callable, metadata: Sequence[str] = (),
+                 on_bad_metadata: str = "missing", skip_bad_images: bool = False, shuffle_buffer: int = 1000):
+        self.samples, self.transform, self.skip_bad_images = samples, transform, skip_bad_images
+        self.metadata, self.shuffle_buffer = tuple(u for u in USES if u in metadata), shuffle_buffer
+        self.missing_metadata = self._count_missing(on_bad_metadata)
+        self.seed, self.shuffle, self.rank, self.world_size, self.chunk = 0, False, 0, 1, 1
+        self._position = torch.zeros(2, dtype=torch.int64).share_memory_()  # epoch, start (this rank's)
+
+    def _count_missing(self, on_bad_metadata: str) -> int:
+        if not self.metadata:
+            return 0
+        counts = self.samples.index["metadata"]["+".join(self.metadata)]
+        if counts["invalid"] and on_bad_metadata == "error":
+            raise DataError(counts["first_invalid"])
+        return counts["missing"] + counts["invalid"]
+
+    def stream(self, *, seed: int = 0, shuffle: bool = False, rank: int = 0, world_size: int = 1,
+               chunk: int = 1) -> ShardDataset:
+        """A copy that streams rank ``rank``'s share, dealing ``chunk``-sized pieces to the workers."""
+        out = copy.copy(self)
+        out.seed, out.shuffle, out.rank, out.world_size, out.chunk = seed, shuffle, rank, world_size, chunk
+        out._position = torch.zeros(2, dtype=torch.int64).share_memory_()
+        return out
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self._position[0], self._position[1] = epoch, start // self.world_size
+
+    def _rank_count(self) -> int:
+        """Training: every rank the same count (the last ``N mod W`` samples sit out, as ``drop_last``
+        leaves out a short batch); evaluation: every sample exactly once."""
+        n = len(self.samples)
+        return n // self.world_size if self.shuffle else len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        return max(self._rank_count() - int(self._position[1]), 0)
+
+    def _rank_stream(self, epoch: int) -> Iterator[dict]:
+        """This rank's raw samples (bytes, undecoded) in the epoch's order."""
+        if not self.shuffle:
+            everything = (raw for path, _ in self.samples.shards for raw in read_tar(path))
+            return islice(everything, self.rank, None, self.world_size)
+        epoch_seed = self.seed * 1_000_003 + epoch
+        shards = list(self.samples.shards)
+        random.Random(epoch_seed).shuffle(shards)
+        n, w = len(self.samples), self.world_size
+        begin, end = self.rank * n // w, (self.rank + 1) * n // w  # a contiguous share of the shard order
+        raw = (sample for path, skip, take in _segments(shards, begin, end)
+               for sample in islice(read_tar(path), skip, skip + take))
+        rng = random.Random(epoch_seed * 1009 + self.rank)
+        return wds.filters._shuffle(raw, self.shuffle_buffer, self.shuffle_buffer, rng=rng)
+
+    def __iter__(self) -> Iterator[dict]:
+        epoch, start = (int(v) for v in self._position)
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        base = (self.seed * 1_000_003 + epoch) * 10_000_019  # ResumableSampler's augmentation seeds
+        stream = islice(self._rank_stream(epoch), start, self._rank_count())
+        for position, raw in enumerate(stream, start):
+            if (position - start) // self.chunk % workers == worker:
+                seed = (base + position * self.world_size + self.rank) % 2**63 if self.shuffle else None
+                yield self._item(raw, seed)
+
+    def _item(self, raw: dict, seed: int | None) -> dict:
+        meta = json.loads(raw["json"])
+        ext = next((k for k in IMAGE_KEYS if k in raw), None)
+        try:
+            if ext is None:
+                raise ValueError(f"no image in the sample (extensions {', '.join(IMAGE_KEYS)})")
+            img = decode_image_bytes(raw[ext], meta.get("trim_bottom") or 0)
+        except ValueError as exc:
+            message = (f"{meta['path']} (sample {raw['__key__']} of {Path(raw['__url__']).name}): unreadable "
+                       f"image (record {meta.get('id') or '?'}): {exc}")
+            if not self.skip_bad_images:
+                raise DataError(message) from None
+            return {"skipped": message}
+        vector = (encode_metadata(meta.get("lat"), meta.get("lon"), meta.get("date"), self.metadata)
+                  if self.metadata else np.zeros(0, np.float32))
+        return {"image": transform_seeded(self.transform, img, seed), "label": int(meta["label"]),
+                "meta": torch.from_numpy(vector), "index": int(meta["index"])}
+
+
+def _segments(shards: list[tuple[Path, int]], begin: int, end: int) -> Iterator[tuple[Path, int, int]]:
+    """``(shard, skip, take)`` covering positions [begin, end) of the shards laid end to end."""
+    offset = 0
+    for path, count in shards:
+        lo, hi = max(begin, offset), min(end, offset + count)
+        if lo < hi:
+            yield path, lo - offset, hi - lo
+        offset += count
