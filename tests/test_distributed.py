@@ -126,13 +126,46 @@ def test_unused_parameter_search_only_where_a_method_needs_it(folder_dataset, tm
 
 
 @pytest.mark.slow
-def test_progressive_phases_train_under_ddp(tmp_path):
-    """PMG / RMG-PMSI phases: one DDP forward and backward per phase, stage classifiers unused in the others."""
+def test_progressive_phases_train_under_ddp_and_a_frozen_backbone_stays_frozen(tmp_path):
+    """PMG / RMG-PMSI phases: one DDP forward and backward per phase, the other stages' classifiers
+    unused in each. Epoch 1 freezes the backbone: DDP must leave its gradients unset (SGD's weight
+    decay and momentum would otherwise move it)."""
     data = write_folder_dataset(tmp_path / "data", classes=2, train_per_class=16, test_per_class=3)
     tree = tiny_tree(data, tmp_path / "runs", method={"name": "progressive", "augment": "rmg"},
                      model={"head": "multi_stage", "multi_stage": {"stages": 2, "hidden": 16}},
-                     schedule={"epochs": 1, "warmup_epochs": 0.5})
+                     schedule={"epochs": 2, "warmup_epochs": 0.5, "freeze_backbone_epochs": 1},
+                     train={"keep_epoch_checkpoints": True})
     torchrun(tmp_path, tree)
     run = tmp_path / "runs" / "tiny"
     assert json.loads((run / "report.json").read_text())["test"]["num_samples"] == 6
-    assert rows(run)[0]["train_samples"] == 24
+    assert [r["train_samples"] for r in rows(run)] == [24, 24]
+    weights = [load_checkpoint(run / "checkpoints" / f"epoch_{e:03d}.pt")["model"] for e in range(3)]
+    backbone = [k for k in weights[0] if k.startswith("backbone.") and weights[0][k].is_floating_point()]
+    assert backbone and all(torch.equal(weights[0][k], weights[1][k]) for k in backbone)
+    assert any(not torch.equal(weights[1][k], weights[2][k]) for k in backbone)
+
+
+@pytest.mark.slow
+def test_erudite_meta_step_keeps_the_replicas_equal_under_ddp(tmp_path):
+    """Stage II takes θ's gradient with autograd.grad (no DDP hook): the trainer averages it itself,
+    and the replica check at each epoch's end would stop the run if the ranks' weights drifted."""
+    roots = [write_folder_dataset(tmp_path / name, classes=2, train_per_class=8, test_per_class=2, seed=i)
+             for i, name in enumerate(("a", "b"))]
+    tree = tiny_tree(roots[0], tmp_path / "runs", model={"head": "erudite", "erudite": {"expert_channels": 8, "heads": 2}},
+                     method={"name": "erudite", "meta": "maml", "meta_lr": 0.5},
+                     schedule={"epochs": 2, "warmup_epochs": 0.5})
+    tree["data"] |= {"joint": [{"format": "folder", "root": str(r), "name": r.name} for r in roots], "root": ""}
+    torchrun(tmp_path, tree)
+    run = tmp_path / "runs" / "tiny"
+    report = json.loads((run / "report.json").read_text())
+    assert report["test"]["num_samples"] == 8 and set(report["test"]["per_dataset"]) == {"a", "b"}
+
+
+def test_methods_with_their_own_state_are_refused_under_ddp(folder_dataset, tmp_path):
+    from fgvc.engine.distributed import check_supported
+    from fgvc.errors import FgvcError
+
+    cfg = tiny_config(folder_dataset, tmp_path)
+    with pytest.raises(FgvcError, match="does not support DDP yet"):
+        check_supported(cfg, torch.nn.Linear(2, 2))  # e.g. CTC: its own heads and memory banks
+    check_supported(cfg, object())  # methods without layers of their own are fine

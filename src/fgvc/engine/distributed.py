@@ -107,6 +107,20 @@ class DistContext:
             grads = [None if g is None else next(chunks).view_as(g).to(g.dtype) for g in grads]
         return grads
 
+    def check_replicas(self, model: nn.Module, epoch: int) -> None:
+        """Stop if the ranks' weights differ: a gradient that bypassed DDP's averaging (a method's own
+        ``backward`` outside ``DDPModel``) would make them drift apart silently."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            params = [p.detach().double() for p in model.parameters()]
+            mine = torch.stack([sum(p.sum() for p in params), sum(p.pow(2).sum() for p in params)]).cpu()
+        sums = self.gather_object(mine)
+        if any(not torch.allclose(other, sums[0], rtol=1e-9, atol=0.0) for other in sums):
+            raise FgvcError(f"after epoch {epoch}, the {self.world_size} processes hold different weights "
+                            f"(checksums {[s.tolist() for s in sums]}): a gradient bypassed DDP's averaging — "
+                            "train this method in a single process and report it")
+
     def gather_outputs(self, outputs: dict[str, torch.Tensor],
                        labels: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """All ranks' evaluation outputs, back in dataset order.

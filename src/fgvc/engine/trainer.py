@@ -221,6 +221,7 @@ class Trainer:
         try:
             while self.state.epoch < cfg.schedule.epochs:
                 row = self.train_one_epoch()
+                self.dist.check_replicas(self.model, self.state.epoch + 1)
                 val = evaluate(self.model, self.method, self.val_loader, self.device, self.num_classes,
                                cfg.eval.topk, amp=self.amp, channels_last=self.channels_last,
                                desc="val", progress=cfg.train.progress, gather=self.dist.gather_outputs)
