@@ -144,7 +144,7 @@ def run_transfer(run_dir: Path, target: Target, settings: ProbeSettings,
         _, model, method, data_cfg, device = _load_for_eval(cfg, path, splits)
         logits, labels = predict_loader(model, method, _eval_loader(data_cfg, splits, "test"), device,
                                         progress=False)
-        source = float((logits.argmax(1) == labels).float().mean() * 100)
+        source = float((logits.argmax(1) == labels).double().mean() * 100)
         probe = linear_probe(*target.features(model, device), settings)
         rows.append({"run": run_dir.name, "source": splits.source.name, "epoch": epoch,
                      "checkpoint": str(path), "source_top1": source, "target_top1": probe})
