@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fgvc.config import Config
+from fgvc.data.samplers import ResumableSampler
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -121,21 +122,26 @@ class DistContext:
                             f"(checksums {[s.tolist() for s in sums]}): a gradient bypassed DDP's averaging — "
                             "train this method in a single process and report it")
 
-    def gather_outputs(self, outputs: dict[str, torch.Tensor],
-                       labels: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def gatherer(self, loader) -> Callable:
+        """``gather_outputs`` for an evaluation loader: strided for ``ResumableSampler``'s slices,
+        concatenation in rank order otherwise (streamed shards give each rank a contiguous share)."""
+        return functools.partial(self.gather_outputs, strided=isinstance(loader.sampler, ResumableSampler))
+
+    def gather_outputs(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor,
+                       strided: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """All ranks' evaluation outputs, back in dataset order.
 
-        Rank r evaluated samples r, r + W, r + 2W, ... (``ResumableSampler(shuffle=False)``), so
-        sample i is rank i % W's (i // W)-th output. If unreadable images were skipped the slices no
-        longer line up: then the parts are concatenated in rank order (totals stay exact, only the
-        order is lost, and no metric depends on it).
+        ``strided``: rank r evaluated samples r, r + W, r + 2W, ... (``ResumableSampler(shuffle=False)``),
+        so sample i is rank i % W's (i // W)-th output. Otherwise, or if unreadable images were
+        skipped and the slices no longer line up, the parts are concatenated in rank order (totals
+        stay exact; only the order can be lost, and no metric depends on it).
         """
         if not self.enabled:
             return outputs, labels
         parts = self.gather_object((outputs, labels))
         total = sum(len(part_labels) for _, part_labels in parts)
-        strided = all(len(part_labels) == len(range(r, total, self.world_size))
-                      for r, (_, part_labels) in enumerate(parts))
+        strided = strided and all(len(part_labels) == len(range(r, total, self.world_size))
+                                  for r, (_, part_labels) in enumerate(parts))
         filled = [(r, part) for r, part in enumerate(parts) if len(part[1])]
         if not filled:
             return outputs, labels
@@ -308,10 +314,11 @@ def reshard(state, scheduler, old_world_size: int, ctx: DistContext, cfg: Config
     """
     if old_world_size == ctx.world_size:
         return
-    if cfg.data.joint and state.position:
-        raise FgvcError(f"this run stopped mid-epoch on {old_world_size} processes; joint data (balanced "
-                        f"batches) resumes only on the same number of processes, not {ctx.world_size}: "
-                        "resume it with the old count, or from a checkpoint taken at an epoch's end")
+    if (cfg.data.joint or cfg.data.format == "shards") and state.position:
+        what = "joint data (balanced batches)" if cfg.data.joint else "streamed shards"
+        raise FgvcError(f"this run stopped mid-epoch on {old_world_size} processes; {what} resumes only on "
+                        f"the same number of processes, not {ctx.world_size}: resume it with the old count, "
+                        "or from a checkpoint taken at an epoch's end")
     global_batch = cfg.data.batch_size * ctx.world_size
     state.step_in_epoch = math.ceil(state.position / global_batch)
     step = state.epoch * steps_per_epoch + state.step_in_epoch

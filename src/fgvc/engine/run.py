@@ -144,7 +144,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     loader = make_loader(data_cfg, dataset, train=False, rank=ctx.rank, world_size=ctx.world_size)
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
                        groups=splits.groups, progress=cfg.train.progress and ctx.is_main,
-                       gather=ctx.gather_outputs)
+                       gather=ctx.gatherer(loader))
     report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
     report["protocol"]["checkpoint"] = _relative_to_run(cfg, checkpoint)
     if wants_tta(cfg.eval) or ensemble:
