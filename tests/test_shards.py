@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import webdataset as wds
 import yaml
 from conftest import tiny_config, tiny_tree
 from PIL import Image
@@ -19,7 +21,8 @@ from fgvc.cli import main
 from fgvc.config import DataConfig
 from fgvc.data.dataset import decode_image_bytes
 from fgvc.data.loader import make_dataset, make_loader, prepare_splits, set_epoch
-from fgvc.data.shards import write_shards
+from fgvc.data.shards import read_tar, write_shards
+from fgvc.data.verify import verify
 from fgvc.engine.run import train_and_report
 from fgvc.errors import DataError
 
@@ -196,3 +199,24 @@ def test_a_missing_index_or_shard_is_named(tmp_path, sharded):
     (copy / "test.json").write_text((Path(shard_cfg.root) / "test.json").read_text())
     with pytest.raises(DataError, match="test-000000.tar: shard listed in .*test.json not found"):
         prepare_splits(DataConfig(format="shards", root=str(copy)))
+
+
+def test_a_corrupt_image_inside_a_shard_is_named_when_read_and_by_verify(sharded, tmp_path):
+    _, shard_cfg = sharded
+    shutil.copytree(shard_cfg.root, tmp_path / "out")
+    tar = tmp_path / "out" / "test-000000.tar"
+    samples = list(read_tar(tar))
+    with wds.TarWriter(str(tar), encoder=False) as writer:  # the first image cut short, the rest as they were
+        for i, sample in enumerate(samples):
+            writer.write({k: (v[:100] if i == 0 and k == "jpg" else v) for k, v in sample.items()
+                          if k == "__key__" or not k.startswith("__")})
+    cfg = shard_cfg.model_copy(update={"root": str(tmp_path / "out")})
+    test = prepare_splits(cfg).test
+    with pytest.raises(DataError, match=r"c0_7\.jpg \(sample 000000000 of test-000000\.tar\): unreadable image "
+                                        r"\(record \d+\): \w"):
+        list(make_loader(cfg, make_dataset(cfg, test, train=False), train=False))
+    skip = cfg.model_copy(update={"bad_images": "skip"})
+    batches = list(make_loader(skip, make_dataset(skip, test, train=False), train=False))
+    assert sum(len(b["skipped"]) for b in batches) == 1 and sum(len(b["label"]) for b in batches) == 8
+    summary = verify(cfg, progress=False)
+    assert summary["splits"]["test"]["unreadable_images"] == 1 and "c0_7.jpg" in summary["problems"][-1]

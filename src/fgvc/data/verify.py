@@ -16,6 +16,7 @@ from fgvc.data.dataset import load_image
 from fgvc.data.loader import prepare_splits
 from fgvc.data.metadata import check_metadata
 from fgvc.data.records import Sample
+from fgvc.data.shards import ShardDataset, ShardIndex
 from fgvc.errors import DataError
 
 
@@ -43,7 +44,12 @@ def verify(cfg: DataConfig, check_images: bool = True, workers: int = 4, progres
             if verdict and verdict.startswith("invalid"):
                 problems.append(f"{s.dataset}: record {s.id or s.path}: {verdict}")
         unreadable = []
-        if check_images:
+        if check_images and isinstance(samples, ShardIndex):  # decode the shards' bytes, not the originals
+            items = ShardDataset(samples, transform=lambda image: image, skip_bad_images=True)
+            unreadable = [item["skipped"] for item in tqdm(items, total=len(samples), desc=f"decode {role}",
+                                                           leave=False, disable=None if progress else True)
+                          if "skipped" in item]
+        elif check_images:
             with ThreadPoolExecutor(workers) as pool:
                 results = pool.map(_unreadable, samples)
                 unreadable = [r for r in tqdm(results, total=len(samples), desc=f"decode {role}",
