@@ -117,19 +117,19 @@ def test_every_sample_once_per_epoch_across_two_workers_and_two_ranks(sharded):
 def test_batches_do_not_depend_on_worker_count_and_epochs_differ(sharded):
     _, shard_cfg = sharded
     train = make_dataset(shard_cfg, prepare_splits(shard_cfg).train, train=True)
-
-    def epoch_batches(workers: int, epoch: int) -> list[dict]:
-        loader = make_loader(shard_cfg.model_copy(update={"num_workers": workers}), train, train=True, seed=1)
-        set_epoch(loader, epoch)
-        return list(loader)
-
-    serial, parallel = epoch_batches(0, 0), epoch_batches(2, 0)
-    assert len(serial) == len(parallel) == 7  # 15 samples, batches of 2, drop_last
-    for a, b in zip(serial, parallel):
-        assert torch.equal(a["index"], b["index"]) and torch.equal(a["image"], b["image"])
-    order = torch.cat([b["index"] for b in serial])
-    assert len(set(order.tolist())) == 14
-    assert not torch.equal(order, torch.cat([b["index"] for b in epoch_batches(0, 1)]))
+    serial = make_loader(shard_cfg, train, train=True, seed=1)
+    parallel = make_loader(shard_cfg.model_copy(update={"num_workers": 2}), train, train=True, seed=1)
+    orders = []
+    for epoch in (0, 1):  # the persistent workers see each new epoch
+        set_epoch(serial, epoch)
+        set_epoch(parallel, epoch)
+        a, b = list(serial), list(parallel)
+        assert len(a) == len(b) == 7  # 15 samples, batches of 2, drop_last
+        for x, y in zip(a, b):
+            assert torch.equal(x["index"], y["index"]) and torch.equal(x["image"], y["image"])
+        orders.append(torch.cat([x["index"] for x in a]))
+        assert len(set(orders[-1].tolist())) == 14
+    assert not torch.equal(orders[0], orders[1])
 
 
 def test_resume_mid_epoch_continues_with_the_same_batches(sharded):
