@@ -19,6 +19,8 @@ def test_quick_demo_writes_the_comparison(tmp_path, capsys):
         assert label in printed
     report = (out / "report.md").read_text()
     assert "±" in report and (out / "demo_top1.png").stat().st_size > 1000
+    assert "| dynamic_mlp_c |" in report and (out / "comparison" / "comparison.csv").is_file()
+    assert "![t-SNE](analysis/embedding.png)" in report and (out / "analysis" / "embedding.png").is_file()
     for run in ("image_only_seed0", "concat_seed1", "dynamic_mlp_c_seed0"):
         assert json.loads((out / run / "report.json").read_text())["test"]["num_samples"] == 256
     dmlp = (out / "dynamic_mlp_c_seed0" / "config.yaml").read_text()

@@ -143,7 +143,29 @@ def dynamic_mlp_section(out_dir: Path, rows: list[dict], data_dir: Path, epochs:
         f"init); seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
         f"{' (mean ± std)' if len(seeds) > 1 else ''}. Test = the official `val` split, evaluated once per "
         "run on the checkpoint with the best hold-out validation accuracy; chance is 3.1 % top-1.", "",
-        table, "", "![test top-1](demo_top1.png)", ""])
+        table, "", "![test top-1](demo_top1.png)", "", *dynamic_mlp_analysis(out_dir, rows, seeds)])
+
+
+def dynamic_mlp_analysis(out_dir: Path, rows: list[dict], seeds: tuple[int, ...]) -> list[str]:
+    """The section's runs through ``fgvc compare`` and, for the first seed, the t-SNE of one genus."""
+    from fgvc.analysis.compare import write_comparison
+    from fgvc.analysis.embedding import embedding_analysis
+    from fgvc.analysis.runs import load_run, run_classes
+
+    _, csv_path, table = write_comparison([out_dir / n for r in rows for n in r["runs"]], out_dir / "comparison")
+    pair = [out_dir / f"{name}_seed{seeds[0]}" for name in ("image_only", "dynamic_mlp_c")]
+    genus = run_classes(load_run(pair[0]))[0].split()[0]
+    tsne = embedding_analysis(pair, genus=f"{genus} ", out=out_dir / "analysis")
+    scores = ", ".join(f"{p['run']} " + ("n/a" if p["silhouette_features"] is None else f"{p['silhouette_features']:.2f}")
+                       for p in tsne["panels"])
+    return ["The same runs as `fgvc compare` prints them (rows: run names without the seed suffix; "
+            f"[CSV]({csv_path.relative_to(out_dir)})):", "", table, "",
+            f"t-SNE of what the classifier reads (`fgvc analyze embedding`), test images of the {len(tsne['classes'])} "
+            f"species of the genus *{genus}*, seed {seeds[0]}: image-only (pooled image feature) vs Dynamic MLP-C "
+            f"(fused feature). Silhouette of the species in feature space: {scores}.", "",
+            "![t-SNE](analysis/embedding.png)", ""]
+
+
 
 
 # --- RMG-PMSI: the same images without metadata, mobile-network methods ---------------------------

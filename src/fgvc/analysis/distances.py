@@ -49,10 +49,10 @@ def plot_heatmaps(panels: list[dict], class_names: list[str], path: Path) -> Pat
     side = max(3.5, 0.35 * k + 1.5)
     fig, axes = plt.subplots(1, len(panels), figsize=(side * len(panels) + 1, side), squeeze=False)
     vmax = max(float(p["distances"].max()) for p in panels) or 1.0
-    for ax, panel in zip(axes[0], panels):
+    for n, (ax, panel) in enumerate(zip(axes[0], panels)):
         image = ax.imshow(panel["distances"], cmap="viridis", vmin=0, vmax=vmax)
         ax.set_xticks(range(k), class_names, rotation=90, fontsize=6)
-        ax.set_yticks(range(k), class_names, fontsize=6)
+        ax.set_yticks(range(k), class_names if n == 0 else [], fontsize=6)  # rows named once, on the left
         mean = panel["mean_off_diagonal"]
         ax.set_title(f"{panel['run']}\nmean distance {'n/a' if mean is None else f'{mean:.2f}'}", fontsize=9)
         if k <= 12:

@@ -79,7 +79,8 @@ def plot_panels(panels: list[dict], class_names: list[str], path: Path, dims: in
     import matplotlib.pyplot as plt
 
     colours = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
-    fig = plt.figure(figsize=(4.2 * len(panels) + 1.8, 4.2))
+    width = 4.2 * len(panels) + 1.9  # the panels, then the legend
+    fig = plt.figure(figsize=(width, 4.2))
     for k, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1, **({"projection": "3d"} if dims == 3 else {}))
         points, labels = panel["points"], panel["labels"]
@@ -93,8 +94,9 @@ def plot_panels(panels: list[dict], class_names: list[str], path: Path, dims: in
         if dims == 3:
             ax.set_zticks([])
     handles, labels = fig.axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7, markerscale=2)
-    fig.tight_layout(rect=(0, 0, 1 - 1.8 / (4.2 * len(panels) + 1.8), 1))
+    right = 1 - 1.9 / width
+    fig.tight_layout(rect=(0, 0, right, 1))
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(right, 0.5), fontsize=7, markerscale=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
