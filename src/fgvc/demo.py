@@ -166,8 +166,6 @@ def dynamic_mlp_analysis(out_dir: Path, rows: list[dict], seeds: tuple[int, ...]
             "![t-SNE](analysis/embedding.png)", ""]
 
 
-
-
 # --- RMG-PMSI: the same images without metadata, mobile-network methods ---------------------------
 
 # (label, run name, head, method, interaction, augment); configs/rmg_pmsi/synthetic/*.yaml hold the same
