@@ -11,7 +11,7 @@ import torch
 
 from fgvc.analysis.distances import distance_analysis
 from fgvc.analysis.embedding import embedding_analysis, extract_representations
-from fgvc.analysis.per_class import moving_average, per_class_analysis, sort_by_baseline
+from fgvc.analysis.per_class import moving_average, sort_by_baseline
 from fgvc.analysis.runs import load_run, model_for_analysis
 from fgvc.cli import main
 from fgvc.config import build_config

@@ -156,8 +156,8 @@ def dynamic_mlp_analysis(out_dir: Path, rows: list[dict], seeds: tuple[int, ...]
     pair = [out_dir / f"{name}_seed{seeds[0]}" for name in ("image_only", "dynamic_mlp_c")]
     genus = run_classes(load_run(pair[0]))[0].split()[0]
     tsne = embedding_analysis(pair, genus=f"{genus} ", out=out_dir / "analysis")
-    scores = ", ".join(f"{p['run']} " + ("n/a" if p["silhouette_features"] is None else f"{p['silhouette_features']:.2f}")
-                       for p in tsne["panels"])
+    scores = ", ".join(f"{p['run']} " + ("n/a" if p["silhouette_features"] is None
+                                          else f"{p['silhouette_features']:.2f}") for p in tsne["panels"])
     return ["The same runs as `fgvc compare` prints them (rows: run names without the seed suffix; "
             f"[CSV]({csv_path.relative_to(out_dir)})):", "", table, "",
             f"t-SNE of what the classifier reads (`fgvc analyze embedding`), test images of the {len(tsne['classes'])} "
