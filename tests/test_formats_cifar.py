@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 from torchvision.transforms import v2
@@ -21,7 +22,8 @@ from fgvc.cli import main
 from fgvc.config import DataConfig
 from fgvc.data.dataset import ImageDataset, collate, load_image
 from fgvc.data.formats import cinic, read_dataset
-from fgvc.data.loader import prepare_splits
+from fgvc.data.loader import make_dataset, make_loader, prepare_splits
+from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fgvc.errors import DataError
 
 FINE = [f"fine_{i:02d}" for i in range(100)]
@@ -100,6 +102,13 @@ def test_cifar100_through_config_and_dataloader_workers(tmp_path):
     rows = [s.row for s in splits.train]
     assert np.array_equal(images, written["train"][rows])
     assert [int(x) for b in batches for x in b["label"]] == [s.label for s in splits.train]
+    # the path training and evaluation take (make_dataset's tensor images, eval transform at 32 px)
+    cfg = DataConfig(format="cifar100", root=str(tmp_path), image_size=32, crop_pct=1.0, num_workers=2)
+    batch = next(iter(make_loader(cfg, make_dataset(cfg, splits.test, train=False), train=False)))
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    pixels = ((batch["image"] * std + mean) * 255).permute(0, 2, 3, 1)
+    expected = torch.from_numpy(written["test"][[s.row for s in splits.test]]).float()
+    assert torch.allclose(pixels, expected, atol=0.5)
 
 
 def test_cifar100_bad_files_are_one_line_errors(tmp_path):
