@@ -143,10 +143,13 @@ def make_loader(cfg: DataConfig, dataset: ImageDataset, *, train: bool, seed: in
     else:
         sampler = ResumableSampler(len(dataset), seed, shuffle=train, rank=rank, world_size=world_size)
     workers = cfg.num_workers
+    # Its own generator: each new iterator draws a worker base seed, which from the global generator
+    # would shift the model's random numbers (dropout) after a mid-epoch resume.
     return DataLoader(dataset, batch_size=cfg.batch_size if train else (cfg.eval_batch_size or 2 * cfg.batch_size),
                       sampler=sampler, num_workers=workers, collate_fn=collate,
                       pin_memory=torch.cuda.is_available(), drop_last=train,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 def set_epoch(loader: DataLoader, epoch: int, start: int = 0) -> None:

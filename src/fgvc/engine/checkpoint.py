@@ -1,7 +1,8 @@
 """Atomic checkpoints: write to a temporary file in the same folder, fsync, then rename.
 
 A reader therefore sees either the previous complete file or the new complete file, never a torn
-one, even if the process is killed in the middle of ``save``.
+one, even if the process is killed in the middle of ``save``. The torn temporary file such a kill
+leaves behind is removed by the next successful save of the same checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def save_atomic(obj: dict, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    for torn in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
+        torn.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
