@@ -91,7 +91,8 @@ def test_ensemble_averages_each_rule_and_refuses_different_rules():
     a = {"concat": torch.tensor([[0.2, 0.8]]), "mix": torch.tensor([[1.0, 0.0]])}
     b = {"concat": torch.tensor([[0.6, 0.4]]), "mix": torch.tensor([[0.0, 1.0]])}
     mean = average_probabilities([a, b])
-    assert torch.allclose(mean["concat"], torch.tensor([[0.4, 0.6]])) and torch.allclose(mean["mix"], torch.tensor([[0.5, 0.5]]))
+    assert torch.allclose(mean["concat"], torch.tensor([[0.4, 0.6]]))
+    assert torch.allclose(mean["mix"], torch.tensor([[0.5, 0.5]]))
     with pytest.raises(FgvcError, match="different prediction rules"):
         average_probabilities([a, {"logits": a["concat"]}])
 
@@ -137,6 +138,7 @@ def test_evaluate_without_tta_has_no_table_and_corruption_refuses_an_ensemble(tr
 
 def test_views_of_a_uint8_tensor_image_are_all_normalised_floats():
     tensor = torch.from_numpy(np.array(_image())).permute(2, 0, 1).contiguous()  # what tensor decoding gives
-    for views in (ten_crop_views(16, 0.8)(tensor), flip_views(16, 0.8)(tensor), multi_scale_views([16, 24], 16)(tensor)):
+    for make in (ten_crop_views(16, 0.8), flip_views(16, 0.8), multi_scale_views([16, 24], 16)):
+        views = make(tensor)
         assert all(v.dtype == torch.float32 and v.shape[-1] in (16, 24) for v in views)
     assert torch.equal(ten_crop_views(16, 0.8)(tensor)[4], eval_transform(16, 0.8)(tensor))
