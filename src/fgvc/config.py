@@ -236,7 +236,7 @@ class EvalConfig(Section):
 
 class Config(Section):
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2 ** 32)  # NumPy's seeding range
     output_dir: str = "runs"
     data: DataConfig
     model: ModelConfig = ModelConfig()

@@ -34,7 +34,8 @@ def load_image(sample: Sample) -> Image.Image:
         else:
             with Image.open(sample.path) as img:
                 img = img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError) as exc:  # PIL's decoders raise these too on damaged files
         raise DataError(f"{sample.path}: unreadable image (record {sample.id or '?'}): {exc}") from None
     if sample.trim_bottom:
         img = img.crop((0, 0, img.width, max(1, img.height - sample.trim_bottom)))

@@ -62,7 +62,10 @@ class TrainState:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # "tpu", "cuda:abc", ""
+        raise FgvcError(f"train.device={name}: not a device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FgvcError(f"train.device={name} but no CUDA device is visible (use train.device=cpu)")
     return device

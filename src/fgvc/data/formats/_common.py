@@ -51,6 +51,19 @@ def load_json(path: str | os.PathLike) -> object:
         raise DataError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except UnicodeDecodeError:
         raise DataError(f"{path.name}: not UTF-8 text") from None
+    except (ValueError, RecursionError) as exc:  # an integer of > 4300 digits, nesting too deep
+        raise DataError(f"{path.name}: not readable JSON ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:  # a folder, no permission
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def parse_json_line(line: str) -> object:
+    """One JSON value, or None if the line is not JSON (also for the errors json.loads raises
+    besides JSONDecodeError: an integer of > 4300 digits, nesting too deep)."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        return None
 
 
 def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
@@ -61,6 +74,8 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
             lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise DataError(f"{path.name}: not UTF-8 text") from None
+    except OSError as exc:  # a folder, no permission
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     for number, line in enumerate(lines, 1):
         if line.strip():
             yield number, line.strip()
@@ -83,6 +98,8 @@ def read_csv(path: str | os.PathLike, required: tuple[str, ...]) -> tuple[list[s
         raise DataError(f"{path.name}: not UTF-8 text") from None
     except csv.Error as exc:
         raise DataError(f"{path.name}: not valid CSV ({exc})") from None
+    except OSError as exc:  # a folder, no permission
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def read_pairs(path: str | os.PathLike, problems: Problems, expected: str) -> dict[str, str]:
@@ -113,7 +130,7 @@ def number(value: object, what: str, where: str, problems: Problems) -> float | 
         try:
             x = float(value)  # type: ignore[arg-type]
             return None if math.isnan(x) else x
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float's range
             pass
     problems.bad(f"{where}: {what} {value!r} is not a number")
     return None
@@ -125,6 +142,13 @@ def image_exists(path: str, where: str, problems: Problems, check: bool = True) 
         return True
     problems.bad(f"{where}: file {path} not found")
     return False
+
+
+def integer_text(text: str) -> bool:
+    """Whether ``int(text)`` reads it as written: ASCII digits with an optional minus sign.
+    (``str.isdigit`` also accepts "²", which ``int`` rejects.)"""
+    digits = text[1:] if text.startswith("-") else text
+    return digits.isascii() and digits.isdigit()
 
 
 def is_image(name: str) -> bool:

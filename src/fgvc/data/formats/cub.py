@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fgvc.data.formats._common import Problems, absolute, finish, image_exists, read_pairs
+from fgvc.data.formats._common import Problems, absolute, finish, image_exists, integer_text, read_pairs
 from fgvc.data.records import DatasetSource, Sample
 from fgvc.errors import DataError
 
@@ -39,7 +39,7 @@ def read(root: str | os.PathLike, name: str | None = None, on_bad_record: str = 
          check_images: bool = True) -> DatasetSource:
     root, problems, name = _find_root(root), Problems(on_bad_record), name or "cub"
     classes_txt = read_pairs(root / "classes.txt", problems, "<class_id> <name>")
-    class_ids = sorted(classes_txt, key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
+    class_ids = sorted(classes_txt, key=lambda c: (not integer_text(c), int(c) if integer_text(c) else 0, c))
     label_of = {c: i for i, c in enumerate(class_ids)}
     paths = read_pairs(root / "images.txt", problems, "<image_id> <path>")
     labels = read_pairs(root / "image_class_labels.txt", problems, "<image_id> <class_id>")

@@ -32,8 +32,8 @@ SPLIT_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
 
 
 def _class_names(names: str | os.PathLike | Sequence[str] | None, labels: list[int | None]) -> list[str]:
-    if names is None:
-        n = max((v for v in labels if v is not None), default=0)
+    if names is None:  # a class number above the image count is a bad label, not 10^9 classes
+        n = max((v for v in labels if v is not None and v <= len(labels)), default=0)
         return [f"class_{k:03d}" for k in range(1, n + 1)]
     if isinstance(names, (str, os.PathLike)):
         return [line for _, line in numbered_lines(names)]

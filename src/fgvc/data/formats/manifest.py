@@ -11,7 +11,6 @@ number in [0, 1] (fraction of the year). ``root`` is the manifest file, or a fol
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -20,8 +19,10 @@ from fgvc.data.formats._common import (
     absolute,
     finish,
     image_exists,
+    integer_text,
     number,
     numbered_lines,
+    parse_json_line,
     read_csv,
     require,
     user_default_splits,
@@ -47,10 +48,7 @@ def _rows(path: Path, problems: Problems) -> tuple[list[tuple[int, dict]], bool]
     if path.suffix.lower() in (".jsonl", ".json"):
         rows = []
         for line_number, line in numbered_lines(path):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
+            row = parse_json_line(line)
             if isinstance(row, dict):
                 rows.append((line_number, row))
             else:
@@ -72,8 +70,13 @@ def _date(value: object, where: str, problems: Problems) -> str | float | None:
             return float(value) if value else None
         except ValueError:
             return value
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        return value if value is None else float(value)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float's range
+            pass
     problems.bad(f"{where}: date {value!r} is not a string or a number")
     return None
 
@@ -96,7 +99,7 @@ def read(root: str | os.PathLike, name: str | None = None, on_bad_record: str = 
             first_line_of[image] = line_number
             records.append((line_number, where, row, image, label, split))
     labels = {label for *_, label, _ in records}
-    numeric = all(c.lstrip("-").isdigit() for c in labels)
+    numeric = all(integer_text(c) for c in labels)
     classes = sorted(labels, key=int if numeric else None)
     label_of = {c: i for i, c in enumerate(classes)}
 

@@ -92,7 +92,9 @@ def read(root: str | os.PathLike, image_dir: str | os.PathLike | None = None, sp
     if image_dir is None:
         image_dir = root / "img" if (root / "img").is_dir() else root
     _, rows = read_csv(csv_path, COLUMNS)
-    classes = sorted({(row["path"] or "").split("/")[0] for _, row in rows} - {""})
+    # classes come from well-formed '<class>/<file>' paths only: a malformed row must not add a
+    # class, which would shift the label index every other row's 'class' column is checked against
+    classes = sorted({p.split("/")[0] for p in (row["path"] or "" for _, row in rows) if "/" in p} - {""})
     label_of = {c: i for i, c in enumerate(classes)}
 
     splits: dict[str, list[Sample]] = {}
