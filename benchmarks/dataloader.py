@@ -12,11 +12,12 @@ to a temporary folder and times, in one run and on the same files, the 224-px tr
 - ``fgvc shards``: the same split written by ``write_shards`` and streamed (``data.format=shards``).
 
 Every loader gets the same workers, pinned memory when CUDA is present, persistent workers and a
-prefetch factor of 4. One untimed epoch starts the workers and warms the page cache; then the
-median of ``--epochs`` timed epochs (iterating batches only, no model). The 1-minute load average is
-printed before and after, since the machine may be shared.
+prefetch factor of 4. One untimed epoch each starts the workers and warms the page cache; then
+``--epochs`` rounds, each timing one epoch of every pipeline in turn (iterating batches only, no
+model), and the median per pipeline. The 1-minute load average is printed before and after, since
+the machine may be shared.
 
-    python benchmarks/dataloader.py [--images 320] [--workers 1 2] [--epochs 3]
+    python benchmarks/dataloader.py [--images 320] [--workers 1 2] [--epochs 5]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from fgvc.config import DataConfig
-from fgvc.data.dataset import ImageDataset, collate
+from fgvc.data.dataset import ImageDataset
 from fgvc.data.loader import make_dataset, make_loader, prepare_splits, set_epoch
 from fgvc.data.shards import write_shards
 from fgvc.data.transforms import train_transform
@@ -53,8 +54,9 @@ def write_jpegs(root: Path, images: int, seed: int = 0) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             h, w = (int(v) for v in rng.integers(300, 501, 2))
             field = Image.fromarray(rng.integers(0, 255, (h // 16 + 2, w // 16 + 2, 3), dtype=np.uint8))
-            pixels = np.asarray(field.resize((w, h), Image.BICUBIC), np.int16) + rng.integers(-12, 13, (h, w, 3))
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
+            pixels = np.asarray(field.resize((w, h), Image.BICUBIC), np.int16)
+            pixels = np.clip(pixels + rng.integers(-12, 13, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:05d}.jpg", quality=90)
 
 
 def loader_options(workers: int) -> dict:
@@ -62,22 +64,26 @@ def loader_options(workers: int) -> dict:
             "drop_last": True, "persistent_workers": workers > 0, "prefetch_factor": 4 if workers else None}
 
 
-def epoch_seconds(loader: DataLoader, epoch: int, streamed_or_sampled: bool) -> tuple[float, int]:
-    if streamed_or_sampled:
+def epoch_rate(loader: DataLoader, epoch: int, fgvc: bool) -> float:
+    """Images/s of one pass over ``loader`` (fgvc's loaders are set to ``epoch`` first)."""
+    if fgvc:
         set_epoch(loader, epoch)
     start, seen = time.perf_counter(), 0
     for batch in loader:
         seen += len(batch["image"] if isinstance(batch, dict) else batch[0])
-    return time.perf_counter() - start, seen
+    return seen / (time.perf_counter() - start)
 
 
-def images_per_s(loader: DataLoader, epochs: int, fgvc: bool) -> float:
-    epoch_seconds(loader, 0, fgvc)  # start the workers, warm the page cache
-    rates = []
-    for epoch in range(1, epochs + 1):
-        seconds, seen = epoch_seconds(loader, epoch, fgvc)
-        rates.append(seen / seconds)
-    return statistics.median(rates)
+def interleaved_rates(pipelines: dict[str, tuple[DataLoader, bool]], rounds: int) -> dict[str, float]:
+    """Median images/s per pipeline over ``rounds`` rounds, each round timing one epoch of every
+    pipeline in turn (so a change of the machine's load hits them alike), after an untimed epoch."""
+    for loader, fgvc in pipelines.values():
+        epoch_rate(loader, 0, fgvc)  # start the workers, warm the page cache
+    rates: dict[str, list[float]] = {name: [] for name in pipelines}
+    for epoch in range(1, rounds + 1):
+        for name, (loader, fgvc) in pipelines.items():
+            rates[name].append(epoch_rate(loader, epoch, fgvc))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def loaders(root: Path, shards: Path, workers: int) -> dict[str, tuple[DataLoader, bool]]:
@@ -100,8 +106,10 @@ def loaders(root: Path, shards: Path, workers: int) -> dict[str, tuple[DataLoade
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=320, help="training images (default: 320)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader workers (default: 1 2)")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs; the median is reported (default: 3)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="DataLoader workers (default: 1 2)")
+    parser.add_argument("--epochs", type=int, default=5, help="timed rounds (one epoch of each pipeline); the "
+                        "median is reported (default: 5)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the main process only collates; workers decode and augment
     print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
@@ -110,16 +118,15 @@ def main() -> int:
         write_jpegs(root, args.images)
         cfg = DataConfig(format="folder", root=str(root))
         write_shards(cfg, shards, max_per_shard=100, roles=("train",), progress=False)
-        print(f"{args.images} JPEGs of 300-500 px, mean {np.mean([p.stat().st_size for p in root.rglob('*.jpg')]) / 1e3:.0f} kB; "
-              f"batch {BATCH}, {SIZE}-px random-resized crop + flip + normalise; median of {args.epochs} epochs")
-        print(f"\n| pipeline | workers | images/s | vs baseline |\n|---|---|---|---|")
+        kilobytes = np.mean([p.stat().st_size for p in (root / "train").rglob("*.jpg")]) / 1e3
+        print(f"{args.images} JPEGs of 300-500 px, mean {kilobytes:.0f} kB; batch {BATCH}, {SIZE}-px "
+              f"random-resized crop + flip + normalise; median of {args.epochs} interleaved epochs")
+        print("\n| pipeline | workers | images/s | vs baseline |\n|---|---|---|---|")
         for workers in args.workers:
-            baseline = None
-            for name, (loader, fgvc) in loaders(root, shards, workers).items():
-                rate = images_per_s(loader, args.epochs, fgvc)
-                baseline = baseline or rate
+            rates = interleaved_rates(loaders(root, shards, workers), args.epochs)
+            baseline = next(iter(rates.values()))
+            for name, rate in rates.items():
                 print(f"| {name} | {workers} | {rate:.0f} | {rate / baseline:.2f}x |", flush=True)
-                del loader
     print(f"\nload average (1 min) at end: {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -174,6 +174,11 @@ def test_a_corrupt_image_stops_sharding_with_its_name_or_is_skipped_and_counted(
     indices = [json.loads((tmp_path / "out" / f"{role}.json").read_text()) for role in ("train", "val", "test")]
     skipped = [message for index in indices for message in index["skipped"]]
     assert sum(index["count"] for index in indices) == 7 and len(skipped) == 1 and str(bad) in skipped[0]
+    shard_cfg = DataConfig(format="shards", root=str(tmp_path / "out"), image_size=16, num_workers=0)
+    holder = next(index["split"] for index in indices if index["skipped"])
+    samples = prepare_splits(shard_cfg).samples(holder)
+    batches = list(make_loader(shard_cfg, make_dataset(shard_cfg, samples, train=False), train=False))
+    assert torch.cat([b["index"] for b in batches]).tolist() == list(range(len(samples)))  # no gap where it was
     assert main(["-q", "data", "shard", str(config), str(tmp_path / "out2"), "--splits", "val"]) == 0
     assert [p.name for p in (tmp_path / "out2").iterdir() if p.suffix == ".json"] == ["val.json"]
 

@@ -74,7 +74,8 @@ def write_shards(cfg: DataConfig, out_dir: str | Path, max_per_shard: int = 1000
     splits = prepare_splits(cfg)
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    indices = {role: _write_split(splits, role, out, max_per_shard, cfg.bad_images == "skip", workers, progress)
+    skip_bad = cfg.bad_images == "skip"
+    indices = {role: _write_split(splits, role, out, max_per_shard, skip_bad, workers, progress)
                for role in roles}
     for role, index in indices.items():  # only once every split is complete: no half-written folder reads
         (out / f"{role}.json").write_text(json.dumps(index, indent=1))
@@ -83,43 +84,51 @@ def write_shards(cfg: DataConfig, out_dir: str | Path, max_per_shard: int = 1000
 
 def _write_split(splits, role: str, out: Path, max_per_shard: int, skip_bad: bool, workers: int,
                  progress: bool) -> dict:
-    samples = splits.samples(role)
-    shards: list[dict] = []
-    skipped: list[str] = []
-    writer, written = None, 0
+    """Write one split's shards; returns its index. A sample's index counts the samples written (so
+    it numbers the split's records 0..count-1 even when unreadable images were skipped)."""
+    samples, kept, shards, skipped = splits.samples(role), [], [], []
+    writer = None
     bar = tqdm(total=len(samples), desc=f"shard {role}", unit="img", leave=False,
                disable=None if progress else True, dynamic_ncols=True)
-    with ThreadPoolExecutor(max(workers, 1)) as pool:
-        for start in range(0, len(samples), 256):  # bounded read-ahead: never all images in memory
-            chunk = list(enumerate(samples[start:start + 256], start))
-            for (index, sample), (image, error) in zip(chunk, pool.map(_checked_bytes, [s for _, s in chunk])):
-                bar.update()
-                if error is not None:
-                    if not skip_bad:
-                        raise DataError(error)
-                    log.warning("skipped %s", error)
-                    skipped.append(error)
-                    continue
-                if writer is None or shards[-1]["count"] == max_per_shard:
-                    if writer is not None:
-                        _close(writer, out / shards[-1]["name"])
-                    shards.append({"name": f"{role}-{len(shards):06d}.tar", "count": 0})
-                    writer = wds.TarWriter(str(out / (shards[-1]["name"] + ".tmp")), encoder=False, mtime=0.0)
-                ext, data = image
-                writer.write({"__key__": f"{index:09d}", ext: data,
-                              "json": json.dumps(_record(sample, index, splits.classes)).encode()})
-                shards[-1]["count"] += 1
-                written += 1
-    bar.close()
-    if writer is not None:
-        _close(writer, out / shards[-1]["name"])
-    index = {"format": INDEX_FORMAT, "split": role, "source": splits.names[role], "dataset": splits.source.name,
-             "count": written, "shards": shards, "classes": list(splits.classes),
-             "groups": [list(g) for g in splits.groups], "taxonomy": splits.source.taxonomy,
-             "skipped": skipped, "metadata": _metadata_counts(samples)}
+    try:
+        with ThreadPoolExecutor(max(workers, 1)) as pool:
+            for start in range(0, len(samples), 256):  # bounded read-ahead: never all images in memory
+                chunk = samples[start:start + 256]
+                for sample, (image, error) in zip(chunk, pool.map(_checked_bytes, chunk)):
+                    bar.update()
+                    if error is not None:
+                        if not skip_bad:
+                            raise DataError(error)
+                        log.warning("skipped %s", error)
+                        skipped.append(error)
+                        continue
+                    if writer is None or shards[-1]["count"] == max_per_shard:
+                        if writer is not None:
+                            _close(writer, out / shards[-1]["name"])
+                        shards.append({"name": f"{role}-{len(shards):06d}.tar", "count": 0})
+                        temporary = str(out / shards[-1]["name"]) + ".tmp"
+                        writer = wds.TarWriter(temporary, encoder=False, mtime=0.0)
+                    ext, data = image
+                    record = _record(sample, len(kept), splits.classes)
+                    writer.write({"__key__": f"{len(kept):09d}", ext: data,
+                                  "json": json.dumps(record).encode()})
+                    shards[-1]["count"] += 1
+                    kept.append(sample)
+        if writer is not None:
+            _close(writer, out / shards[-1]["name"])
+    except BaseException:
+        if writer is not None:  # leave no partial shard behind
+            writer.close()
+            Path(str(out / shards[-1]["name"]) + ".tmp").unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
     if skipped:
         log.warning("%s: skipped %d unreadable images (named above)", role, len(skipped))
-    return index
+    return {"format": INDEX_FORMAT, "split": role, "source": splits.names[role],
+            "dataset": splits.source.name, "count": len(kept), "shards": shards,
+            "classes": list(splits.classes), "groups": [list(g) for g in splits.groups],
+            "taxonomy": splits.source.taxonomy, "skipped": skipped, "metadata": _metadata_counts(kept)}
 
 
 def _close(writer: wds.TarWriter, path: Path) -> None:
