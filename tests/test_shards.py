@@ -18,13 +18,13 @@ from conftest import tiny_config, tiny_tree
 from PIL import Image
 
 from fgvc.cli import main
-from fgvc.config import DataConfig
+from fgvc.config import DataConfig, build_config
 from fgvc.data.dataset import decode_image_bytes
 from fgvc.data.loader import make_dataset, make_loader, prepare_splits, set_epoch
 from fgvc.data.shards import read_tar, write_shards
 from fgvc.data.verify import verify
 from fgvc.engine.run import train_and_report
-from fgvc.errors import DataError
+from fgvc.errors import ConfigError, DataError
 
 
 def write_manifest_dataset(root, per_class: int = 10, classes: int = 3):
@@ -225,3 +225,9 @@ def test_a_corrupt_image_inside_a_shard_is_named_when_read_and_by_verify(sharded
     assert sum(len(b["skipped"]) for b in batches) == 1 and sum(len(b["label"]) for b in batches) == 8
     summary = verify(cfg, progress=False)
     assert summary["splits"]["test"]["unreadable_images"] == 1 and "c0_7.jpg" in summary["problems"][-1]
+
+
+def test_joint_data_from_shards_is_refused_with_the_reason():
+    joint = [{"format": "folder", "root": "a", "name": "a"}, {"format": "folder", "root": "b", "name": "b"}]
+    with pytest.raises(ConfigError, match="data.format=shards with data.joint: .*balanced batches"):
+        build_config({"data": {"format": "shards", "joint": joint}})

@@ -86,6 +86,9 @@ class DataConfig(Section):
             if twice is not None:
                 raise ValueError(f"data.joint has two datasets named '{twice}': give each its own "
                                  "data.joint[i].name (the name defaults to the format)")
+            if self.format == "shards":
+                raise ValueError("data.format=shards with data.joint: joint training needs balanced batches "
+                                 "(random access), which streamed shards do not give; train from the files")
         elif not self.root:
             raise ValueError("data.root is required: the dataset folder (or manifest file)")
         return self
