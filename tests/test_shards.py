@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -231,3 +234,22 @@ def test_joint_data_from_shards_is_refused_with_the_reason():
     joint = [{"format": "folder", "root": "a", "name": "a"}, {"format": "folder", "root": "b", "name": "b"}]
     with pytest.raises(ConfigError, match="data.format=shards with data.joint: .*balanced batches"):
         build_config({"data": {"format": "shards", "joint": joint}})
+
+
+@pytest.mark.slow
+def test_two_processes_train_and_evaluate_from_shards(sharded, tmp_path):
+    """``torchrun`` with two gloo processes: each streams its own half, evaluation gathers every image once."""
+    _, shard_cfg = sharded
+    tree = tiny_tree(shard_cfg.root, tmp_path / "runs", data={"format": "shards", "root": shard_cfg.root,
+                                                              "image_size": 16, "batch_size": 2, "num_workers": 1},
+                     schedule={"epochs": 1, "warmup_epochs": 0}, train={"device": "cpu"})
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(tree))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "fgvc", "-q", "train", str(config)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-5000:]
+    report = json.loads((tmp_path / "runs" / "tiny" / "report.json").read_text())
+    assert report["epochs"][0]["train_samples"] == 12  # 15 // 2 = 7 per process: 3 steps of 2 x 2 images
+    assert report["test"]["num_samples"] == 9  # 5 + 4, each test image once
