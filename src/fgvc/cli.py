@@ -548,9 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "or evaluate from them with data.format=shards data.root=OUT_DIR. Unreadable "
                             "images stop with the file named, or are skipped and counted with "
                             "data.bad_images=skip.")
-    p.add_argument("config")
-    p.add_argument("out_dir")
-    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("config", help="experiment YAML whose data section names the dataset to shard")
+    p.add_argument("out_dir", help="folder for the tar shards and the <split>.json indices")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=PATH")
     p.add_argument("--max-per-shard", type=int, default=1000, metavar="N",
                    help="samples per tar file (default: 1000)")
     p.add_argument("--splits", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test"],
