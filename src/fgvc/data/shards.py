@@ -319,7 +319,7 @@ class ShardDataset(IterableDataset):
         raw = (sample for path, skip, take in _segments(shards, begin, end)
                for sample in islice(read_tar(path), skip, skip + take))
         rng = random.Random(epoch_seed * 1009 + self.rank)
-        return wds.filters._shuffle(raw, self.shuffle_buffer, self.shuffle_buffer, rng=rng)
+        return wds.shuffle(self.shuffle_buffer, self.shuffle_buffer, rng=rng)(raw)
 
     def __iter__(self) -> Iterator[dict]:
         epoch, start = (int(v) for v in self._position)
