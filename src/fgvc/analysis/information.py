@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from fgvc.analysis.features import batch_features
 from fgvc.analysis.mine import mine_estimate
 from fgvc.errors import FgvcError
 
+log = logging.getLogger(__name__)
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
 
@@ -104,9 +106,10 @@ def run_information(run_dir: Path, settings: InformationSettings, bar: tqdm | No
         y = F.one_hot(y, len(splits.classes)).float()
         rows.append({"run": run_dir.name, "epoch": epoch, "checkpoint": str(path), "samples": len(x),
                      "i_xt": mine_estimate(x, t, **mine), "i_ty": mine_estimate(t, y, **mine)})
+        summary = f"{run_dir.name} epoch {epoch}: I(X;T) {rows[-1]['i_xt']:.3f}, I(T;Y) {rows[-1]['i_ty']:.3f} nats"
+        log.info(summary)
         if bar is not None:
-            bar.set_postfix_str(f"{run_dir.name} epoch {epoch}: I(X;T) {rows[-1]['i_xt']:.2f} "
-                                f"I(T;Y) {rows[-1]['i_ty']:.2f}")
+            bar.set_postfix_str(summary)
             bar.update()
     return rows
 
