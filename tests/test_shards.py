@@ -26,7 +26,9 @@ from fgvc.data.dataset import decode_image_bytes
 from fgvc.data.loader import make_dataset, make_loader, prepare_splits, set_epoch
 from fgvc.data.shards import read_tar, write_shards
 from fgvc.data.verify import verify
+from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.run import train_and_report
+from fgvc.engine.trainer import Trainer
 from fgvc.errors import ConfigError, DataError
 
 
@@ -253,3 +255,30 @@ def test_two_processes_train_and_evaluate_from_shards(sharded, tmp_path):
     report = json.loads((tmp_path / "runs" / "tiny" / "report.json").read_text())
     assert report["epochs"][0]["train_samples"] == 12  # 15 // 2 = 7 per process: 3 steps of 2 x 2 images
     assert report["test"]["num_samples"] == 9  # 5 + 4, each test image once
+
+
+def test_a_run_from_shards_stopped_mid_epoch_resumes_to_identical_weights(sharded, tmp_path, monkeypatch):
+    _, shard_cfg = sharded
+    over = {"data": {"format": "shards", "image_size": 16, "batch_size": 2, "num_workers": 2},
+            "schedule": {"epochs": 2, "warmup_epochs": 0}, "train": {"checkpoint_every_steps": 1}}
+    reference = tiny_config(shard_cfg.root, tmp_path / "reference", **over)
+    Trainer(reference).fit()
+
+    stopped = tiny_config(shard_cfg.root, tmp_path / "stopped", **over)
+    step = Trainer.train_step
+
+    def stop_in_epoch_two(self, batch):  # 7 steps per epoch: stop before the 10th, the 3rd of epoch 2
+        if self.state.global_step == 9:
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", stop_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(stopped).fit()
+    monkeypatch.setattr(Trainer, "train_step", step)
+    Trainer(tiny_config(shard_cfg.root, tmp_path / "stopped", **{**over, "train": {"resume": True}})).fit()
+    got = load_checkpoint(stopped.run_dir / "checkpoints" / "last.pt")
+    want = load_checkpoint(reference.run_dir / "checkpoints" / "last.pt")
+    assert got["state"]["global_step"] == want["state"]["global_step"] == 14
+    for key, value in want["model"].items():
+        assert torch.equal(got["model"][key], value), key
