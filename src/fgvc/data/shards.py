@@ -7,7 +7,8 @@ thousand sequential tar files. ``write_shards`` resolves the config's splits exa
 - ``<split>-000000.tar``, ... (at most ``max_per_shard`` samples each): per sample the original
   encoded image bytes under their extension (``.jpg``, ``.png``, ... — never re-encoded; only images
   held in array files, such as CIFAR's, are written as lossless PNG) and a ``.json`` with the label,
-  class name, lat, lon, date, dataset, record id, original path, index in the split and the trim;
+  class name, lat, lon, date, dataset, record id, original path, trim, and index (its position
+  among the split's written samples: the original reader's index unless images were skipped);
 - ``<split>.json``, the index: shard names and counts (so epoch lengths are exact before reading a
   byte), classes, dataset groups, where the split came from, skipped images, and the missing/invalid
   metadata counts that ``ImageDataset`` would count.
