@@ -286,6 +286,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_information(args: argparse.Namespace) -> int:
+    from fgvc.analysis.information import InformationSettings, analyse_information
+
+    runs = [Path(d) for d in args.runs]
+    if args.out is None and len(runs) > 1:
+        raise FgvcError("several runs: pass --out DIR for the joint figures")
+    out = Path(args.out) if args.out else runs[0] / f"information_{args.split}"
+    settings = InformationSettings(split=args.split, max_samples=args.max_samples, steps=args.steps,
+                                   hidden=args.hidden, x_size=args.x_size, seed=args.seed)
+    analyse_information(runs, out, settings, progress=not args.quiet)
+    print(f"information dynamics: {out / 'information.png'} ({out / 'information.csv'})")
+    return 0
+
+
 def cmd_import_checkpoint(args: argparse.Namespace) -> int:
     from fgvc.models.convert import import_dynamic_mlp_checkpoint
 
@@ -453,6 +467,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-index", type=int, help="explain this class instead of each image's top-1")
     p.add_argument("--out", help="PNG path (default: cam.png beside the checkpoint)")
     p.set_defaults(func=cmd_analyze_cam)
+    p = analyze_sub.add_parser("information", help="MINE estimates of I(X;T) and I(T;Y) for every epoch checkpoint "
+                               "(CTC's information dynamics)",
+                               description="For each RUN_DIR (a folder made by `fgvc train` with "
+                               "train.keep_epoch_checkpoints=true) and every checkpoints/epoch_*.pt: X = the "
+                               "eval-transformed image average-pooled to --x-size², T = the feature the classifier "
+                               "reads, Y = the one-hot label, on a seeded subset of --split; MINE (held-out "
+                               "Donsker-Varadhan bound, nats, same seed for every checkpoint) estimates I(X;T) and "
+                               "I(T;Y). Writes information.json, information.csv (one row per checkpoint) and "
+                               "information.png (both against epoch, one line per run, and the information plane).",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--max-samples", type=int, default=2000, help="seeded random subset of the split (half trains "
+                   "the statistics network, half gives the estimate)")
+    p.add_argument("--steps", type=int, default=1000, help="Adam steps of the statistics network per estimate")
+    p.add_argument("--hidden", type=int, default=128, help="width of the statistics network's two hidden layers")
+    p.add_argument("--x-size", type=int, default=8, help="X = the image average-pooled to this size per channel")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: RUN_DIR/information_<split> for one run)")
+    p.set_defaults(func=cmd_analyze_information)
     p = analyze_sub.add_parser("transfer", help="source accuracy and a linear probe on a target dataset for every "
                                "epoch checkpoint (CTC's discriminability vs transferability)",
                                description="For each RUN_DIR (a folder made by `fgvc train` with "
