@@ -7,7 +7,8 @@ from pathlib import Path
 
 from fgvc.cli import main
 from fgvc.config import load_config
-from fgvc.demo import RMG_PMSI_MODELS, erudite_config, rmg_pmsi_config
+from fgvc.cli import DEMO_SECTIONS
+from fgvc.demo import CTC_EPOCHS, CTC_MODELS, RMG_PMSI_MODELS, SECTIONS, ctc_config, erudite_config, rmg_pmsi_config
 
 
 def test_quick_demo_writes_the_comparison(tmp_path, capsys):
@@ -33,6 +34,13 @@ def test_quick_demo_writes_the_comparison(tmp_path, capsys):
     assert "## The erudite model" in report and "| Single |" in report and "| Ours |" in report
     ours = json.loads((out / "erudite_ours_cub+cars+aircraft+flowers" / "report.json").read_text())
     assert set(ours["test"]["per_dataset"]) == {"cub", "cars", "aircraft", "flowers"}
+    assert "## CTC" in report and "| CTC, transferability setting |" in report
+    rows = json.loads((out / "ctc_analysis" / "transfer.json").read_text())["rows"]
+    assert sorted((r["run"], r["epoch"]) for r in rows) == [(run, e) for run in ("ctc_transfer", "ctc_vanilla")
+                                                           for e in range(3)]
+    assert (out / "ctc_analysis" / "information.png").stat().st_size > 5000
+    assert json.loads((out / "ctc_transfer" / "report.json").read_text())["test"]["per_dataset"].keys() == {
+        "cub", "cars", "aircraft"}
 
 
 def test_demo_configs_match_the_synthetic_yaml_files(tmp_path):
@@ -57,3 +65,18 @@ def test_erudite_demo_config_matches_the_synthetic_yaml(tmp_path):
     yaml_cfg = load_config(root / "_synthetic.yaml", joint + [f"output_dir={tmp_path}", "name=erudite"])
     for section in ("data", "model", "method", "optim", "schedule"):
         assert getattr(demo, section) == getattr(yaml_cfg, section), section
+
+
+def test_ctc_demo_configs_match_the_synthetic_yaml(tmp_path):
+    root = Path(__file__).parents[1] / "configs" / "ctc" / "synthetic"
+    files = {"ctc_vanilla": "vanilla.yaml", "ctc_transfer": "ctc_transfer.yaml"}
+    for _, name, method in CTC_MODELS:
+        demo = ctc_config(tmp_path, tmp_path, name, method, seed=0, epochs=CTC_EPOCHS, quick=False)
+        joint = [f"data.joint={[{'format': s.format, 'root': s.root} for s in demo.data.joint]}"]
+        yaml_cfg = load_config(root / files[name], joint + [f"output_dir={tmp_path}", f"name={name}"])
+        for section in ("data", "model", "method", "optim", "schedule", "train"):
+            assert getattr(demo, section) == getattr(yaml_cfg, section), (name, section)
+
+
+def test_cli_lists_every_demo_section():
+    assert DEMO_SECTIONS == SECTIONS

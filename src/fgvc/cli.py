@@ -12,6 +12,8 @@ from pathlib import Path
 from fgvc import __version__
 from fgvc.errors import FgvcError, one_line
 
+DEMO_SECTIONS = ("dynamic_mlp", "rmg_pmsi", "erudite", "ctc")  # fgvc.demo.SECTIONS, named here so --help needs no torch
+
 EPILOG = """examples:
   fgvc demo                                         synthetic data, train, evaluate, report
   fgvc data synth ~/data/synth                      write the synthetic benchmark
@@ -229,13 +231,28 @@ def cmd_analyze_cam(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_information(args: argparse.Namespace) -> int:
+    from fgvc.analysis.information import InformationSettings, analyse_information
+
+    runs = [Path(d) for d in args.runs]
+    if args.out is None and len(runs) > 1:
+        raise FgvcError("several runs: pass --out DIR for the joint figures")
+    out = Path(args.out) if args.out else runs[0] / f"information_{args.split}"
+    settings = InformationSettings(split=args.split, max_samples=args.max_samples, steps=args.steps,
+                                   hidden=args.hidden, x_size=args.x_size, seed=args.seed)
+    analyse_information(runs, out, settings, progress=not args.quiet)
+    print(f"information dynamics: {out / 'information.png'} ({out / 'information.csv'})")
+    return 0
+
+
 def cmd_analyze_transfer(args: argparse.Namespace) -> int:
     from fgvc.analysis.transfer import ProbeSettings, analyse_transfer
 
     runs = [Path(d) for d in args.runs]
     out = Path(args.out) if args.out else runs[0]
     settings = ProbeSettings(max_train=args.max_train, C=args.C, max_iter=args.max_iter, seed=args.seed)
-    analyse_transfer(runs, args.target, out, settings, progress=not args.quiet)
+    analyse_transfer(runs, args.target, out, settings, progress=not args.quiet,
+                     target_overrides=args.target_set)
     print(f"transferability: {out / 'transfer.png'} ({out / 'transfer.csv'})")
     return 0
 
@@ -283,20 +300,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     md, csv_path, table = write_comparison(args.runs, args.out, args.group_by, not args.no_complexity)
     print(table)
     print(f"comparison: {md} ({csv_path})")
-    return 0
-
-
-def cmd_analyze_information(args: argparse.Namespace) -> int:
-    from fgvc.analysis.information import InformationSettings, analyse_information
-
-    runs = [Path(d) for d in args.runs]
-    if args.out is None and len(runs) > 1:
-        raise FgvcError("several runs: pass --out DIR for the joint figures")
-    out = Path(args.out) if args.out else runs[0] / f"information_{args.split}"
-    settings = InformationSettings(split=args.split, max_samples=args.max_samples, steps=args.steps,
-                                   hidden=args.hidden, x_size=args.x_size, seed=args.seed)
-    analyse_information(runs, out, settings, progress=not args.quiet)
-    print(f"information dynamics: {out / 'information.png'} ({out / 'information.csv'})")
     return 0
 
 
@@ -502,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--target", required=True, metavar="CONFIG", help="YAML config whose data section is the "
                    "target dataset (its train split fits the probe, its test split scores it)")
+    p.add_argument("--target-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the target config, e.g. data.root=/data/CINIC-10 (repeatable)")
     p.add_argument("--max-train", type=int, metavar="N", help="fit the probe on a seeded stratified subset of "
                    "about N target train images (None: all)")
     p.add_argument("--C", type=float, default=1.0, metavar="C",
@@ -601,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inat-root", help="iNat 2021 folder (train_mini.json, val.json): names the classes")
     p.set_defaults(func=cmd_import_checkpoint)
 
-    p = sub.add_parser("demo", help="synthetic benchmark on a CPU: Dynamic MLP, RMG-PMSI and the erudite model "
+    p = sub.add_parser("demo", help="synthetic benchmark on a CPU: Dynamic MLP, RMG-PMSI, the erudite model and CTC "
                        "against their baselines")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),
                    help="cache folder for the synthetic benchmark (written if absent)")
@@ -609,9 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="one run per model and seed; the table gives mean ± std (default: 0 1 2)")
-    p.add_argument("--sections", nargs="+", choices=["dynamic_mlp", "rmg_pmsi", "erudite"],
-                   default=["dynamic_mlp", "rmg_pmsi", "erudite"],
-                   help="which comparisons to run (default: all); rmg_pmsi uses the first seed only")
+    p.add_argument("--sections", nargs="+", choices=DEMO_SECTIONS, default=list(DEMO_SECTIONS),
+                   help="which comparisons to run (default: all); only dynamic_mlp uses every seed, the "
+                   "others the first")
     p.add_argument("--quick", action="store_true", help="tiny runs (seconds) to check the installation")
     p.set_defaults(func=cmd_demo)
     return parser
