@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import tiny_config, write_folder_dataset
-from fgvc.analysis.information import epoch_checkpoints
+from fgvc.analysis.runs import epoch_checkpoints
 from fgvc.analysis.mine import mine_estimate
 from fgvc.cli import main
 from fgvc.engine.run import train_and_report

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,10 +31,10 @@ from tqdm import tqdm
 
 from fgvc.analysis.features import batch_features
 from fgvc.analysis.mine import mine_estimate
+from fgvc.analysis.runs import epoch_checkpoints, run_config
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
-EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
 
 @dataclass(frozen=True)
@@ -48,15 +47,6 @@ class InformationSettings:
     x_size: int = 8  # X = the image average-pooled to x_size × x_size per channel
     seed: int = 0
 
-
-def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """``(epoch, path)`` of every ``checkpoints/epoch_*.pt``, by epoch (0 = at initialisation)."""
-    found = sorted((int(m.group(1)), p) for p in (run_dir / "checkpoints").glob("epoch_*.pt")
-                   if (m := EPOCH_FILE.search(p.name)))
-    if not found:
-        raise FgvcError(f"{run_dir / 'checkpoints'}: no epoch_*.pt checkpoints; train with "
-                        "train.keep_epoch_checkpoints=true to keep one per epoch")
-    return found
 
 
 @torch.no_grad()
@@ -78,21 +68,13 @@ def _subset(samples: list, max_samples: int, seed: int) -> list:
     return [samples[i] for i in keep]
 
 
-def _run_config(run_dir: Path):
-    from fgvc.config import load_config
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise FgvcError(f"{run_dir}: no config.yaml; pass the folder of a run made by `fgvc train`")
-    return load_config(path)
-
 
 def run_information(run_dir: Path, settings: InformationSettings, bar: tqdm | None = None) -> list[dict]:
     """One row per epoch checkpoint of a run: epoch, I(X;T), I(T;Y) in nats, and the sample count."""
     from fgvc.data.loader import make_dataset, make_loader, prepare_splits
     from fgvc.engine.run import _load_for_eval
 
-    cfg = _run_config(run_dir)
+    cfg = run_config(run_dir)
     splits = prepare_splits(cfg.data)
     samples = _subset(splits.samples(settings.split), settings.max_samples, settings.seed)
     if len(samples) < 8:

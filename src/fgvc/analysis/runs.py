@@ -8,11 +8,14 @@ model load ``checkpoints/best.pt`` — the checkpoint the report's figures come 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fgvc.config import Config, load_config
 from fgvc.errors import FgvcError
+
+EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
 
 
 @dataclass
@@ -36,6 +39,24 @@ class FinishedRun:
     @property
     def seed(self) -> int:
         return self.report.get("protocol", {}).get("seed", self.config.seed)
+
+
+def run_config(run_dir: Path) -> Config:
+    """The resolved config of a run folder, finished or not (the per-epoch analyses need no report)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise FgvcError(f"{run_dir}: no config.yaml; pass the folder of a run made by `fgvc train`")
+    return load_config(path)
+
+
+def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of every ``checkpoints/epoch_*.pt``, by epoch (0 = at initialisation)."""
+    found = sorted((int(m.group(1)), p) for p in (run_dir / "checkpoints").glob("epoch_*.pt")
+                   if (m := EPOCH_FILE.search(p.name)))
+    if not found:
+        raise FgvcError(f"{run_dir / 'checkpoints'}: no epoch_*.pt checkpoints; train with "
+                        "train.keep_epoch_checkpoints=true to keep one per epoch")
+    return found
 
 
 def load_run(path: str | Path) -> FinishedRun:

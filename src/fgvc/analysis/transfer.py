@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fgvc.analysis.information import epoch_checkpoints
-from fgvc.config import Config, load_config
+from fgvc.analysis.runs import epoch_checkpoints, run_config
+from fgvc.config import load_config
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -82,12 +82,6 @@ def linear_probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, n
     return float((probe.predict(test[0]) == test[1]).mean() * 100)
 
 
-def _run_config(run_dir: Path) -> Config:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise FgvcError(f"{run_dir}: no config.yaml; pass the folder of a run made by `fgvc train`")
-    return load_config(path)
-
 
 class Target:
     """The target dataset's train and test splits, read once and shared by every checkpoint."""
@@ -136,7 +130,7 @@ def run_transfer(run_dir: Path, target: Target, settings: ProbeSettings,
     from fgvc.engine.evaluate import predict_loader
     from fgvc.engine.run import _eval_loader, _load_for_eval
 
-    cfg = _run_config(run_dir)
+    cfg = run_config(run_dir)
     checkpoints = epoch_checkpoints(run_dir)
     splits = prepare_splits(cfg.data)
     rows = []

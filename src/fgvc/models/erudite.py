@@ -197,11 +197,37 @@ class HierarchicalHead(nn.Module):
                  for n, head in enumerate(self.classifiers)]
         return {"logits": torch.cat(union, 1), "features": pooled}
 
+    def attention_parameters(self) -> list[nn.Parameter]:
+        return []
+
     def meta_parameter_names(self) -> list[str]:
         return []
 
 
-class EruditeNet(nn.Module):
+class JointHeadModel:
+    """What the erudite method reads of a model with an erudite ``head`` on its ``backbone``'s last map:
+    ``features`` (the map), ``forward_train`` (the head's dict), ``forward`` (joint logits, auxiliary
+    classifiers skipped) and θ (``attention_parameters``, ``meta_parameter_names`` relative to the model)."""
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map ``[B, C, h, w]``."""
+        return self.backbone.feature_map(images)
+
+    def forward_train(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        return self.head(self.features(images))
+
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(images), aux=False)["logits"]
+
+    def attention_parameters(self) -> list[nn.Parameter]:
+        return self.head.attention_parameters()
+
+    def meta_parameter_names(self) -> list[str]:
+        """θ's dotted names relative to this model (``head.attention.…``)."""
+        return [f"head.{name}" for name in self.head.meta_parameter_names()]
+
+
+class EruditeNet(JointHeadModel, nn.Module):
     """Backbone + :class:`EruditeHead` on its last feature map.
 
     ``forward(images)`` gives the joint logits ``[B, ΣK]`` (what evaluation, export and CAM see; ``meta`` is
@@ -219,29 +245,12 @@ class EruditeNet(nn.Module):
         self.groups = self.head.groups
         self.num_classes = self.head.num_classes
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """The backbone's last feature map ``[B, C, h, w]``."""
-        return self.backbone.feature_map(images)
-
-    def forward_train(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        return self.head(self.features(images))
-
-    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.features(images), aux=False)["logits"]
-
     def new_parameters(self) -> list[nn.Parameter]:
         """The head's parameters (they get ``optim.lr``; the backbone ``optim.backbone_lr``)."""
         return list(self.head.parameters())
 
-    def attention_parameters(self) -> list[nn.Parameter]:
-        return self.head.attention_parameters()
 
-    def meta_parameter_names(self) -> list[str]:
-        """θ's dotted names relative to this model (``head.attention.…``)."""
-        return [f"head.{name}" for name in self.head.meta_parameter_names()]
-
-
-class EruditeMultiStageNet(MultiStageNet):
+class EruditeMultiStageNet(JointHeadModel, MultiStageNet):
     """Ours_PMG: PMG's multi-stage network with the erudite head as its final classifier.
 
     PMG's ``S`` stage classifiers (smooth conv, max pooling, BN-ELU MLP; with ``interaction`` the M of
@@ -250,8 +259,8 @@ class EruditeMultiStageNet(MultiStageNet):
     in the last phase on the whole image with ``L_all`` (and the meta-learned attention). The paper
     gives no more detail than "on top of PMG"; this is the reading that keeps both methods intact.
 
-    ``forward_all(images)`` returns ``[ŷ_1 … ŷ_S, ŷ_joint]`` (PMG's phases index it); ``forward`` /
-    ``forward_train`` / ``features`` behave as :class:`EruditeNet`'s, so the erudite method runs unchanged.
+    ``forward_all(images)`` returns ``[ŷ_1 … ŷ_S, ŷ_joint]`` (PMG's phases index it); the rest is
+    :class:`JointHeadModel`'s, so the erudite method runs unchanged.
     """
 
     def __init__(self, backbone: Backbone, groups: Sequence[int], stages: int = 3, hidden: int = 512,
@@ -263,22 +272,7 @@ class EruditeMultiStageNet(MultiStageNet):
         self.groups = self.head.groups
         self.num_classes = self.head.num_classes
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone.feature_map(images)
-
-    def forward_train(self, images: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        return self.head(self.features(images))
-
     def forward_all(self, images: torch.Tensor) -> list[torch.Tensor]:
         maps = self.stage_maps(images)
         vectors = self.pool([block(x) for block, x in zip(self.blocks, maps)])
         return [c(v) for c, v in zip(self.classifiers, vectors)] + [self.head(maps[-1], aux=False)["logits"]]
-
-    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.features(images), aux=False)["logits"]
-
-    def attention_parameters(self) -> list[nn.Parameter]:
-        return self.head.attention_parameters()
-
-    def meta_parameter_names(self) -> list[str]:
-        return [f"head.{name}" for name in self.head.meta_parameter_names()]
