@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixture sizes (default 2 3 4: the 11 mixtures of four datasets)")
     p.set_defaults(func=cmd_protocol_erudite)
 
-    analyze = sub.add_parser("analyze", help="figures from trained models: feature analysis, class activation maps")
+    analyze = sub.add_parser("analyze", help="figures from trained runs: t-SNE, distances, per-class, CAM, complexity, "
+                             "features, transfer, information")
     analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True, metavar="ANALYSIS")
     p = analyze_sub.add_parser("features", help="cluster metrics per dataset, MMD between datasets, params/MACs, t-SNE",
                                description="On the features the classifier reads (checkpoint=PATH, default the "
