@@ -427,8 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--variants", nargs="+", default=["baseline", "baseline_plus", "baseline_plusplus", "ours"],
-                   help="baseline, baseline_plus, baseline_plusplus, ours, ours_pcgrad, hierarchical "
-                   "(default: the first four)")
+                   help="baseline, baseline_plus, baseline_plusplus, ours, ours_pcgrad, ours_pmg, "
+                   "hierarchical (default: the first four)")
     p.add_argument("--sizes", nargs="+", type=int, default=[2, 3, 4],
                    help="mixture sizes (default 2 3 4: the 11 mixtures of four datasets)")
     p.set_defaults(func=cmd_protocol_erudite)
