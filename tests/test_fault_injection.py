@@ -102,7 +102,7 @@ def kill_and_resume_chain(config: Path, name: str, faults: list[str]) -> list[di
     for i, fault in enumerate(faults):
         proc = run_fgvc(config, name, [fault], resume=i > 0)
         assert proc.returncode == -signal.SIGKILL, f"{fault}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
-        assert f"fault: kill" in proc.stderr
+        assert "fault: kill" in proc.stderr
         left.append(checkpoints_on_disk(run_dir))
     assert main(train_argv(config, name, resume=True)) == 0
     return left
