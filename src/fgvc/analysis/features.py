@@ -22,6 +22,7 @@ from torch import nn
 
 from fgvc.analysis.complexity import model_complexity
 from fgvc.analysis.report import markdown_table
+from fgvc.data.joint import dataset_index
 
 
 @torch.no_grad()
@@ -96,8 +97,7 @@ def analyse(model: nn.Module, loader, device: torch.device, groups: list[tuple[s
             out_dir: Path) -> dict:
     """Everything above for one model and split; writes ``features.json``, ``features.md``, ``tsne.png``."""
     feats, labels = extract(model, loader, device)
-    starts = np.cumsum([0] + [n for _, n in groups])
-    dataset = np.searchsorted(starts, labels, side="right") - 1
+    dataset = dataset_index(torch.as_tensor(labels), [n for _, n in groups])[0].numpy()
     names = [name for name, _ in groups]
     per_dataset = {name: cluster_scores(feats[dataset == d], labels[dataset == d]) for d, name in enumerate(names)}
     distances = {f"{a}-{b}": mmd2(feats[dataset == i], feats[dataset == j])

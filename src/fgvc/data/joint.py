@@ -12,7 +12,10 @@ dataset names): the coarse classifier of the Single comparison, which picks the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+
+import torch
 
 from fgvc.config import DataConfig, JointSource
 from fgvc.data.loader import Splits, prepare_splits
@@ -64,3 +67,11 @@ def prepare_joint_splits(cfg: DataConfig) -> Splits:
     splits = Splits(source, merged["train"], merged["val"], merged["test"], described,
                     [(name, len(part.classes)) for name, part in parts])
     return by_dataset(splits) if cfg.joint_target == "dataset" else splits
+
+
+def dataset_index(labels: torch.Tensor, groups: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each joint label's dataset (``groups`` = class counts in label order) and that dataset's offset
+    (its first joint label)."""
+    starts = torch.tensor([0] + list(groups[:-1]), device=labels.device).cumsum(0)
+    index = torch.bucketize(labels, starts, right=True) - 1
+    return index, starts[index]

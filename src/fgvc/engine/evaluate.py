@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fgvc.analysis.metrics import classification_metrics, topk_correct
+from fgvc.data.joint import dataset_index
 
 
 def move(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
@@ -81,11 +82,10 @@ def metrics_from_outputs(outputs: dict[str, torch.Tensor], labels: torch.Tensor,
     metrics = classification_metrics(outputs[names[0]], labels, num_classes, topk)
     if groups and len(groups) > 1:
         correct = outputs[names[0]].argmax(1) == labels
-        start, per_dataset = 0, {}
-        for name, count in groups:
-            mask = (labels >= start) & (labels < start + count)
+        dataset, per_dataset = dataset_index(labels, [count for _, count in groups])[0], {}
+        for n, (name, _) in enumerate(groups):
+            mask = dataset == n
             per_dataset[name] = 100.0 * correct[mask].float().mean().item() if mask.any() else float("nan")
-            start += count
         metrics["per_dataset"] = per_dataset
         metrics["mean_over_datasets"] = sum(per_dataset.values()) / len(per_dataset)
     if len(names) > 1:

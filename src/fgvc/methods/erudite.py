@@ -28,14 +28,8 @@ from torch import nn
 from torch.func import functional_call
 
 from fgvc.config import Config
+from fgvc.data.joint import dataset_index
 from fgvc.methods.progressive import Progressive
-
-
-def dataset_index(labels: torch.Tensor, groups: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each label's dataset and its offset (the first joint label of that dataset)."""
-    starts = torch.tensor([0] + list(groups[:-1]), device=labels.device).cumsum(0)
-    index = torch.bucketize(labels, starts, right=True) - 1
-    return index, starts[index]
 
 
 def joint_loss(outputs: dict, labels: torch.Tensor, groups: list[int], label_smoothing: float = 0.0) -> torch.Tensor:
