@@ -15,6 +15,7 @@ import io
 import json
 import re
 import tempfile
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,12 +345,14 @@ def apply_json_mutations(files: dict, ops: list[tuple], rng_file: int) -> tuple[
             continue
         else:
             records = data[section]
-        if not records:
+        if not isinstance(records, list) or not records:  # an earlier op replaced the section: all touched
             continue
         i = op[2] % len(records)
         record = records[i]
         if isinstance(record, dict):
-            touched.add(record.get("image_id", record.get("id")) if section == "annotations" else record.get("id"))
+            key = record.get("image_id", record.get("id")) if section == "annotations" else record.get("id")
+            if isinstance(key, Hashable):  # unhashable: an earlier op changed this id (already touched)
+                touched.add(key)
         else:
             touched |= all_ids
         if kind == "set" and isinstance(record, dict):
