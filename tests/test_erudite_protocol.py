@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_config, write_folder_dataset
 
 from fgvc.cli import main
-from fgvc.erudite_protocol import run_protocol, single_scores
+from fgvc.erudite_protocol import VARIANTS, coarse_config, run_protocol, single_scores, variant_config
 
 
 def test_single_needs_the_right_dataset_and_the_right_class():
@@ -52,3 +52,15 @@ def test_protocol_on_two_tiny_datasets(tmp_path, capsys):
     config.write_text(json.dumps({"data": {"format": "folder", "root": str(a)}}))
     assert main(["-q", "protocol", "erudite", str(config)]) == 2
     assert "data.joint" in capsys.readouterr().err
+
+
+def test_mixtures_keep_the_images_per_dataset_of_the_base_batch(tmp_path):
+    """A base batch of 24 over four datasets is 6 each: a triple trains on 18, a pair on 12 (32 would
+    not split over three datasets at all)."""
+    joint = [{"format": "folder", "root": str(tmp_path / n), "name": n} for n in "abcd"]
+    base = tiny_config(tmp_path, tmp_path / "runs", data={"joint": joint, "batch_size": 24},
+                       model={"head": "erudite"}, method={"name": "erudite"})
+    sources = list(base.data.joint)
+    assert variant_config(base, sources[:3], "t", VARIANTS["ours"]).data.batch_size == 18
+    assert coarse_config(base, sources[:2], "c").data.batch_size == 12
+    assert variant_config(base, sources, "all", VARIANTS["baseline"]).data.batch_size == 24

@@ -7,7 +7,8 @@ and a coarse classifier over the mixture's datasets that picks which of them ans
 prediction is right only when the coarse classifier picks the right dataset and that dataset's model
 the right class, so both systems predict in the union label space. Every model selects its epoch on
 its hold-out validation split; test splits are evaluated once. Figures: per-dataset test top-1, the
-arithmetic mean, and Δ = mean − Single's mean.
+arithmetic mean, and Δ = mean − Single's mean. Joint batches keep the base config's images per
+dataset (``data.batch_size / len(data.joint)``), so a mixture's batch scales with its size.
 """
 
 from __future__ import annotations
@@ -50,9 +51,16 @@ def _merge(tree: dict, update: dict) -> dict:
     return out
 
 
+def _joint_data(base: Config, sources: list) -> dict:
+    """The data section for a mixture: its datasets, and the base config's images per dataset in every
+    batch (a batch of 32 over four datasets is 8 each, so a triple's batch is 24)."""
+    per_dataset = max(1, base.data.batch_size // len(base.data.joint))
+    return {"joint": [s.model_dump(mode="json") for s in sources], "batch_size": per_dataset * len(sources)}
+
+
 def variant_config(base: Config, sources: list, name: str, overrides: dict) -> Config:
     tree = _merge(base.model_dump(mode="json"), overrides)
-    tree["data"]["joint"] = [s.model_dump(mode="json") for s in sources]
+    tree["data"] |= _joint_data(base, sources)
     return build_config(tree | {"name": name})
 
 
@@ -69,7 +77,7 @@ def single_config(base: Config, source, name: str) -> Config:
 def coarse_config(base: Config, sources: list, name: str) -> Config:
     """Which dataset an image comes from: a linear classifier on the joint data labelled by dataset."""
     tree = base.model_dump(mode="json")
-    tree["data"] = tree["data"] | {"joint": [s.model_dump(mode="json") for s in sources], "joint_target": "dataset"}
+    tree["data"] = tree["data"] | _joint_data(base, sources) | {"joint_target": "dataset"}
     tree["model"] = tree["model"] | {"head": "linear"}
     tree["method"] = tree["method"] | {"name": "supervised"}
     return build_config(tree | {"name": name})
