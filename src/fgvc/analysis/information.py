@@ -18,8 +18,6 @@ settings. I(T;Y) is bounded by H(Y) ≤ log(classes).
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from tqdm import tqdm
 
 from fgvc.analysis.features import batch_features
 from fgvc.analysis.mine import mine_estimate
-from fgvc.analysis.runs import epoch_checkpoints, run_config
+from fgvc.analysis.runs import epoch_checkpoints, over_epoch_checkpoints, run_config, write_rows
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -124,21 +122,10 @@ def plot_information(rows: list[dict], path: Path) -> Path:
 def analyse_information(run_dirs: list[Path], out_dir: Path, settings: InformationSettings,
                         progress: bool = True) -> dict:
     """Every run's epoch checkpoints; writes ``information.json``, ``information.csv``, ``information.png``."""
-    names = [d.name for d in run_dirs]
-    if len(set(names)) != len(names):
-        raise FgvcError(f"run folders share a name ({', '.join(names)}): the figures label runs by folder name")
-    total = sum(len(epoch_checkpoints(d)) for d in run_dirs)
-    rows = []
-    with tqdm(total=total, desc="MINE", disable=None if progress else True, dynamic_ncols=True) as bar:
-        for run_dir in run_dirs:
-            rows += run_information(run_dir, settings, bar)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = over_epoch_checkpoints(run_dirs, lambda run_dir, bar: run_information(run_dir, settings, bar), "MINE",
+                                  progress)
     result = {"settings": asdict(settings), "estimator": "MINE, held-out Donsker-Varadhan bound (nats)",
               "rows": rows}
-    (out_dir / "information.json").write_text(json.dumps(result, indent=2))
-    with (out_dir / "information.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out_dir, "information", result)
     plot_information(rows, out_dir / "information.png")
     return result

@@ -7,10 +7,14 @@ model load ``checkpoints/best.pt`` — the checkpoint the report's figures come 
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from fgvc.config import Config, load_config
 from fgvc.errors import FgvcError
@@ -57,6 +61,31 @@ def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         raise FgvcError(f"{run_dir / 'checkpoints'}: no epoch_*.pt checkpoints; train with "
                         "train.keep_epoch_checkpoints=true to keep one per epoch")
     return found
+
+
+def over_epoch_checkpoints(run_dirs: list[Path], per_run: Callable[[Path, tqdm], list[dict]], desc: str,
+                           progress: bool = True) -> list[dict]:
+    """The rows of ``per_run(run_dir, bar)`` for every run, under one progress bar over all their epoch
+    checkpoints; fails early on a run without them, or on two runs of one name (figures label runs by it)."""
+    names = [d.name for d in run_dirs]
+    if len(set(names)) != len(names):
+        raise FgvcError(f"run folders share a name ({', '.join(names)}): the figures label runs by folder name")
+    total = sum(len(epoch_checkpoints(d)) for d in run_dirs)
+    rows = []
+    with tqdm(total=total, desc=desc, disable=None if progress else True, dynamic_ncols=True) as bar:
+        for run_dir in run_dirs:
+            rows += per_run(run_dir, bar)
+    return rows
+
+
+def write_rows(out_dir: Path, stem: str, result: dict) -> None:
+    """``<stem>.json`` (the whole result) and ``<stem>.csv`` (its ``rows``) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    with (out_dir / f"{stem}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(result["rows"][0]))
+        writer.writeheader()
+        writer.writerows(result["rows"])
 
 
 def load_run(path: str | Path) -> FinishedRun:

@@ -19,8 +19,7 @@ every checkpoint) keeps the probe cheap on large targets.
 
 from __future__ import annotations
 
-import csv
-import json
+import functools
 import logging
 import warnings
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fgvc.analysis.runs import epoch_checkpoints, run_config
+from fgvc.analysis.runs import epoch_checkpoints, over_epoch_checkpoints, run_config, write_rows
 from fgvc.config import load_config
 from fgvc.errors import FgvcError
 
@@ -178,26 +177,15 @@ def analyse_transfer(run_dirs: list[Path], target_config: str | Path, out_dir: P
                      target_overrides: Sequence[str] = ()) -> dict:
     """Every run's epoch checkpoints against one target (its config with ``key=value`` overrides);
     writes ``transfer.json``, ``transfer.csv`` and ``transfer.png``."""
-    names = [d.name for d in run_dirs]
-    if len(set(names)) != len(names):
-        raise FgvcError(f"run folders share a name ({', '.join(names)}): the figure labels runs by "
-                        "folder name")
-    total = sum(len(epoch_checkpoints(d)) for d in run_dirs)  # fails early on a run without them
-    target = Target(target_config, settings, target_overrides)
-    rows = []
-    with tqdm(total=total, desc="transfer", disable=None if progress else True, dynamic_ncols=True) as bar:
-        for run_dir in run_dirs:
-            rows += run_transfer(run_dir, target, settings, bar)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"target": target.describe(), "probe": {"model": "StandardScaler + LogisticRegression (sklearn)",
+    # read the target only once the runs are known to have epoch checkpoints (fail early, before its splits)
+    target = functools.cache(lambda: Target(target_config, settings, target_overrides))
+    rows = over_epoch_checkpoints(run_dirs, lambda run_dir, bar: run_transfer(run_dir, target(), settings, bar),
+                                  "transfer", progress)
+    result = {"target": target().describe(), "probe": {"model": "StandardScaler + LogisticRegression (sklearn)",
                                                      **asdict(settings)},
               "source_metric": "top-1 (%) of the checkpoint's own classifier on its run's test split",
               "rows": rows}
-    (out_dir / "transfer.json").write_text(json.dumps(result, indent=2))
-    with (out_dir / "transfer.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out_dir, "transfer", result)
     sources = ", ".join(dict.fromkeys(r["source"] for r in rows))
-    plot_transfer(rows, out_dir / "transfer.png", sources, target.name)
+    plot_transfer(rows, out_dir / "transfer.png", sources, target().name)
     return result
