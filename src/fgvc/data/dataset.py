@@ -64,7 +64,7 @@ def decode_image_bytes(data: bytes, trim_bottom: int = 0) -> torch.Tensor:
 
 def load_image_tensor(sample: Sample) -> torch.Tensor:
     """``load_image`` as an RGB ``uint8 [3, H, W]`` tensor, JPEG files through ``decode_image_bytes``."""
-    if getattr(sample, "row", None) is not None:  # a row of an array file: no encoded bytes
+    if sample.row is not None:  # a row of an array file: no encoded bytes
         return pil_to_tensor(load_image(sample))
     try:
         return decode_image_bytes(Path(sample.path).read_bytes(), sample.trim_bottom)

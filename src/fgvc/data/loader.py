@@ -78,6 +78,11 @@ def _split(source: DatasetSource, name: str, role: str) -> list[Sample]:
     return samples
 
 
+def holdout_seed(cfg: DataConfig, role: str) -> int:
+    """The seed of the stratified hold-out drawn from train for ``role`` (val, or test when there is none)."""
+    return cfg.holdout_seed + (1 if role == "test" else 0)
+
+
 def prepare_splits(cfg: DataConfig) -> Splits:
     """Read the dataset and pick train/val/test.
 
@@ -103,12 +108,12 @@ def prepare_splits(cfg: DataConfig) -> Splits:
     train = _split(source, train_name, "train")
     names = {"train": f"'{train_name}'"}
     if test_name is None:
-        train, test = stratified_holdout(train, cfg.test_fraction, cfg.holdout_seed + 1)
+        train, test = stratified_holdout(train, cfg.test_fraction, holdout_seed(cfg, "test"))
         names["test"] = f"stratified hold-out of {cfg.test_fraction:.0%} of '{train_name}' (no test split)"
     else:
         test, names["test"] = _split(source, test_name, "test"), f"official split '{test_name}'"
     if val_name in (None, "holdout"):
-        train, val = stratified_holdout(train, cfg.val_fraction, cfg.holdout_seed)
+        train, val = stratified_holdout(train, cfg.val_fraction, holdout_seed(cfg, "val"))
         names["val"] = f"stratified hold-out of {cfg.val_fraction:.0%} of '{train_name}' (seed {cfg.holdout_seed})"
     else:
         val, names["val"] = _split(source, val_name, "val"), f"official split '{val_name}'"

@@ -11,7 +11,7 @@ import torch
 
 from fgvc.analysis.report import write_report
 from fgvc.config import Config
-from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
+from fgvc.data.loader import Splits, holdout_seed, make_dataset, make_loader, prepare_splits
 from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.distributed import init_distributed, run_on_main
 from fgvc.engine.evaluate import evaluate, predict_loader
@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 
 def _holdouts(cfg: Config, splits: Splits) -> dict:
     """Fraction and seed of each split carved out of train as a stratified hold-out (see prepare_splits)."""
-    drawn = {"val": (cfg.data.val_fraction, cfg.data.holdout_seed),
-             "test": (cfg.data.test_fraction, cfg.data.holdout_seed + 1)}
-    return {role: {"fraction": fraction, "seed": seed} for role, (fraction, seed) in drawn.items()
+    fractions = {"val": cfg.data.val_fraction, "test": cfg.data.test_fraction}
+    return {role: {"fraction": fraction, "seed": holdout_seed(cfg.data, role)} for role, fraction in fractions.items()
             if "hold-out" in splits.names.get(role, "")}
 
 
