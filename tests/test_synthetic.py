@@ -7,6 +7,7 @@ themselves, as an official-format reader would see them.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import operator
@@ -17,7 +18,9 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from fgvc.data.synthetic import BANNER_HEIGHT, SynthOptions, write_benchmark, write_inat, write_multidomain
+from fgvc.data.synthetic import (BANNER_HEIGHT, DOMAINS, SynthOptions, make_genus, render, write_benchmark,
+                                 write_inat, write_multidomain)
+from fgvc.data.synthetic.seeds import image_rng
 from fgvc.errors import ConfigError
 
 SMALL = {"size": 32, "genera": 3, "species_per_genus": 2, "train_per_class": 4, "train_mini_per_class": 2,
@@ -322,3 +325,35 @@ def test_write_benchmark_is_idempotent(tmp_path):
 def test_bad_options_are_one_line_errors(bad):
     with pytest.raises(ConfigError, match="synthetic option"):
         small(**bad)
+
+
+# ---- The bytes themselves: pinned, so that a refactoring or a new (off by default) option cannot
+# change what an existing seed writes. JPEG bytes depend on the encoder's version, so the pixels are
+# pinned before encoding and the annotation files (which name every image) as written.
+
+PINNED = {"size": 32, "genera": 3, "species_per_genus": 3, "train_per_class": 3, "train_mini_per_class": 2,
+          "val_per_class": 2, "domain_genera": 2, "domain_species_per_genus": 2, "domain_images_per_class": 6,
+          "seed": 7}
+PINNED_ANNOTATIONS = "fa432b47ac51ac29dc3128ddd7f5741f550ddf82bf0b59f0c63526c658f923e1"
+PINNED_PIXELS = "c37a8ecd870611fa0dbf35598bca5999093f9488d1dbfa7a4ff346504ae35cb6"
+
+
+def test_annotation_files_of_a_seed_are_pinned(tmp_path):
+    write_benchmark(tmp_path, SynthOptions(**PINNED))
+    digest = hashlib.sha256()
+    for path in sorted(tmp_path.rglob("*")):
+        if path.suffix in (".json", ".txt"):
+            digest.update(str(path.relative_to(tmp_path)).encode())
+            digest.update(path.read_bytes())
+    assert digest.hexdigest() == PINNED_ANNOTATIONS
+
+
+def test_rendered_pixels_of_a_seed_are_pinned():
+    digest = hashlib.sha256()
+    for domain in DOMAINS:
+        genus = make_genus(7, domain, 1, 3)
+        for species in range(3):
+            pixels, box = render(domain, genus, species, image_rng(7, domain, species, "train", 0), 40)
+            digest.update(pixels.tobytes())
+            digest.update(repr(box).encode())
+    assert digest.hexdigest() == PINNED_PIXELS
