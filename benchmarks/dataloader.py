@@ -37,8 +37,9 @@ from torchvision.datasets import ImageFolder
 
 from fgvc.config import DataConfig
 from fgvc.data.dataset import ImageDataset
-from fgvc.data.loader import make_dataset, make_loader, prepare_splits, set_epoch
+from fgvc.data.loader import make_dataset, make_loader, set_epoch
 from fgvc.data.shards import write_shards
+from fgvc.data.splits import prepare_splits
 from fgvc.data.transforms import train_transform
 
 BATCH, SIZE, CLASSES = 32, 224, 8
@@ -117,7 +118,7 @@ def main() -> int:
         root, shards = Path(tmp) / "jpegs", Path(tmp) / "shards"
         write_jpegs(root, args.images)
         cfg = DataConfig(format="folder", root=str(root))
-        write_shards(cfg, shards, max_per_shard=100, roles=("train",), progress=False)
+        write_shards(prepare_splits(cfg), shards, max_per_shard=100, roles=("train",), progress=False)
         kilobytes = np.mean([p.stat().st_size for p in (root / "train").rglob("*.jpg")]) / 1e3
         print(f"{args.images} JPEGs of 300-500 px, mean {kilobytes:.0f} kB; batch {BATCH}, {SIZE}-px "
               f"random-resized crop + flip + normalise; median of {args.epochs} interleaved epochs")

@@ -21,8 +21,8 @@ import time
 import torch
 import torch.nn as nn
 
-from fgvc.analysis.report import markdown_table
 from fgvc.config import FusionConfig
+from fgvc.engine.report import markdown_table
 from fgvc.models.fusion import build_fusion_head
 
 IMG_DIM, META_DIM = 2048, 6

@@ -27,7 +27,7 @@ import time
 import torch
 from torch.func import functional_call
 
-from fgvc.analysis.report import markdown_table
+from fgvc.engine.report import markdown_table
 from fgvc.methods.erudite import dataset_index, joint_loss
 from fgvc.models.backbones import Backbone
 from fgvc.models.erudite import EruditeNet

@@ -22,8 +22,8 @@ from functools import partial
 
 import torch
 
-from fgvc.analysis.report import markdown_table
 from fgvc.data.mixing import recursive_mosaic
+from fgvc.engine.report import markdown_table
 
 
 def patch_by_patch_mosaic(images: torch.Tensor, r: int, rng: random.Random) -> torch.Tensor:

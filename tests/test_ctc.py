@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.config import build_config
-from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.trainer import Trainer
 from fgvc.errors import ConfigError
 from fgvc.methods.ctc import CTC, momentum_update, nce_loss, switch_epoch

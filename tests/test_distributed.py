@@ -20,7 +20,7 @@ import torch
 import yaml
 from conftest import tiny_config, tiny_tree, write_folder_dataset
 
-from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.checkpoint import load_checkpoint
 from fgvc.engine.distributed import DistContext, find_unused_parameters
 from fgvc.engine.run import evaluate_checkpoint
 from fgvc.engine.schedule import warmup_cosine

@@ -15,8 +15,8 @@ import torch
 import yaml
 from conftest import tiny_config, tiny_tree, write_folder_dataset
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.cli import main
-from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.run import train_and_report
 from fgvc.engine.schedule import warmup_cosine
 from fgvc.engine.trainer import Trainer

@@ -23,8 +23,8 @@ import yaml
 from _faults import install
 from conftest import tiny_tree, write_folder_dataset
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.cli import main
-from fgvc.engine.checkpoint import load_checkpoint
 
 HERE = Path(__file__).parent
 STEPS_PER_EPOCH = 4  # 3 classes x 8 train images, 25 % held out -> 18, batches of 4 (last dropped)

@@ -22,7 +22,8 @@ from fgvc.cli import main
 from fgvc.config import DataConfig
 from fgvc.data.dataset import ImageDataset, collate, load_image
 from fgvc.data.formats import cinic, read_dataset
-from fgvc.data.loader import make_dataset, make_loader, prepare_splits
+from fgvc.data.loader import make_dataset, make_loader
+from fgvc.data.splits import prepare_splits
 from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fgvc.errors import DataError
 

@@ -10,8 +10,9 @@ from conftest import tiny_config, write_folder_dataset
 
 from fgvc.config import build_config
 from fgvc.data.joint import source_config
-from fgvc.data.loader import make_dataset, make_loader, prepare_splits
+from fgvc.data.loader import make_dataset, make_loader
 from fgvc.data.samplers import BalancedSampler
+from fgvc.data.splits import prepare_splits
 from fgvc.data.synthetic import SynthOptions, write_multidomain
 from fgvc.data.verify import verify
 from fgvc.errors import ConfigError, FgvcError

@@ -11,7 +11,8 @@ from PIL import Image
 
 from fgvc.config import DataConfig
 from fgvc.data.dataset import collate
-from fgvc.data.loader import make_dataset, make_loader, prepare_splits
+from fgvc.data.loader import make_dataset, make_loader
+from fgvc.data.splits import prepare_splits
 from fgvc.errors import DataError
 
 

@@ -15,12 +15,12 @@ from torch import nn
 
 from fgvc.data.metadata import encode_batch, encode_metadata
 from fgvc.data.records import Sample
+from fgvc.engine.run import evaluate_with_prior
 from fgvc.errors import FgvcError
 from fgvc.methods.priors import (
     PriorsNet,
     combine_with_image,
     encode_points,
-    evaluate_with_prior,
     load_image_backbone,
     load_priors,
     presence_only_loss,
@@ -206,7 +206,7 @@ def _write_manifest(root: Path) -> Path:
 def test_evaluate_with_prior_end_to_end(tmp_path):
     cfg = tiny_config(_write_manifest(tmp_path / "data"), tmp_path / "runs",
                       data={"format": "manifest", "root": str(tmp_path / "data" / "manifest.csv")})
-    from fgvc.data.loader import prepare_splits
+    from fgvc.data.splits import prepare_splits
 
     splits = prepare_splits(cfg.data)
     torch.manual_seed(0)

@@ -20,13 +20,14 @@ import yaml
 from conftest import tiny_config, tiny_tree
 from PIL import Image
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.cli import main
 from fgvc.config import DataConfig, build_config
 from fgvc.data.dataset import decode_image_bytes
-from fgvc.data.loader import make_dataset, make_loader, prepare_splits, set_epoch
+from fgvc.data.loader import make_dataset, make_loader, set_epoch
 from fgvc.data.shards import read_tar, write_shards
+from fgvc.data.splits import prepare_splits
 from fgvc.data.verify import verify
-from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.run import train_and_report
 from fgvc.engine.trainer import Trainer
 from fgvc.errors import ConfigError, DataError
@@ -55,7 +56,7 @@ def sharded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shards")
     cfg = DataConfig(format="manifest", root=str(write_manifest_dataset(tmp / "data")), val_fraction=0.3,
                      metadata=["geo", "temporal"], image_size=16, batch_size=2, num_workers=0)
-    write_shards(cfg, tmp / "out", max_per_shard=4, progress=False)
+    write_shards(prepare_splits(cfg), tmp / "out", max_per_shard=4, progress=False)
     return cfg, cfg.model_copy(update={"format": "shards", "root": str(tmp / "out")})
 
 

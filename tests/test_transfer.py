@@ -13,8 +13,8 @@ import yaml
 from conftest import tiny_config, tiny_tree, write_folder_dataset
 
 from fgvc.analysis.transfer import ProbeSettings, analyse_transfer, linear_probe
+from fgvc.checkpoint import load_checkpoint
 from fgvc.cli import main
-from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.engine.trainer import Trainer
 from fgvc.errors import FgvcError
 

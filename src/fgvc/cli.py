@@ -85,16 +85,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images)  "
           f"report: {cfg.run_dir / ('report.md' if split == 'test' else f'report_{split}.md')}")
     if report.get("tta"):
-        from fgvc.analysis.report import markdown_table
+        from fgvc.engine.report import markdown_table
 
         print(markdown_table(report["tta"]))
     return 0
 
 
 def _evaluate_robustness(cfg, checkpoint: str, split: str, corruption: str) -> int:
-    from fgvc.analysis.report import markdown_table
-    from fgvc.analysis.robustness import SEVERITIES
-    from fgvc.engine.run import evaluate_robustness
+    from fgvc.analysis.robustness import SEVERITIES, evaluate_robustness
+    from fgvc.engine.report import markdown_table
 
     names = list(SEVERITIES) if corruption == "all" else corruption.split(",")
     unknown = [n for n in names if n not in SEVERITIES]
@@ -131,9 +130,13 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
 def cmd_data_shard(args: argparse.Namespace) -> int:
     from fgvc.config import load_config
     from fgvc.data.shards import write_shards
+    from fgvc.data.splits import prepare_splits
 
     cfg = load_config(args.config, args.overrides)
-    written = write_shards(cfg.data, args.out_dir, args.max_per_shard, args.splits, args.workers)
+    if cfg.data.format == "shards":
+        raise FgvcError(f"{cfg.data.root}: already shards; point the config at the original dataset")
+    written = write_shards(prepare_splits(cfg.data), args.out_dir, bad_images=cfg.data.bad_images,
+                           max_per_shard=args.max_per_shard, roles=args.splits, workers=args.workers)
     for role, index in written.items():
         print(f"{role}: {index['count']} images in {len(index['shards'])} shards, {len(index['skipped'])} "
               f"skipped ({index['source']}) -> {Path(args.out_dir) / (role + '.json')}")
@@ -200,7 +203,7 @@ def cmd_protocol_erudite(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_features(args: argparse.Namespace) -> int:
-    from fgvc.engine.run import analyse_features
+    from fgvc.analysis.features import analyse_features
 
     cfg, checkpoint, split, _ = _config_checkpoint_split(args)
     analyse_features(cfg, checkpoint, split)

@@ -19,10 +19,17 @@ import statistics
 import time
 from pathlib import Path
 
-from fgvc.analysis.report import markdown_table
+from fgvc.analysis.compare import write_comparison
+from fgvc.analysis.embedding import embedding_analysis
+from fgvc.analysis.information import InformationSettings, analyse_information
+from fgvc.analysis.robustness import evaluate_robustness
+from fgvc.analysis.runs import load_run, run_classes
+from fgvc.analysis.transfer import ProbeSettings, analyse_transfer
 from fgvc.config import Config, build_config
 from fgvc.data.synthetic import SynthOptions, write_benchmark
+from fgvc.engine.report import markdown_table
 from fgvc.engine.run import train_and_report
+from fgvc.erudite_protocol import run_mixture, table_rows
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +158,6 @@ def dynamic_mlp_section(out_dir: Path, rows: list[dict], data_dir: Path, epochs:
 
 def dynamic_mlp_analysis(out_dir: Path, rows: list[dict], seeds: tuple[int, ...]) -> list[str]:
     """The section's runs through ``fgvc compare`` and, for the first seed, the t-SNE of one genus."""
-    from fgvc.analysis.compare import write_comparison
-    from fgvc.analysis.embedding import embedding_analysis
-    from fgvc.analysis.runs import load_run, run_classes
-
     _, csv_path, table = write_comparison([out_dir / n for r in rows for n in r["runs"]], out_dir / "comparison")
     pair = [out_dir / f"{name}_seed{seeds[0]}" for name in ("image_only", "dynamic_mlp_c")]
     genus = run_classes(load_run(pair[0]))[0].split()[0]
@@ -196,8 +199,6 @@ def rmg_pmsi_config(data_dir: Path, out_dir: Path, name: str, head: str, method:
 
 
 def rmg_pmsi_rows(data_dir: Path, out_dir: Path, epochs: int, quick: bool, seed: int) -> list[dict]:
-    from fgvc.engine.run import evaluate_robustness
-
     rows = []
     for label, name, head, method, interaction, augment in RMG_PMSI_MODELS:
         cfg = rmg_pmsi_config(data_dir, out_dir, name, head, method, interaction, augment, seed, epochs, quick)
@@ -252,16 +253,12 @@ def erudite_config(data_dir: Path, out_dir: Path, seed: int, epochs: int, quick:
 
 
 def erudite_results(data_dir: Path, out_dir: Path, epochs: int, quick: bool, seed: int) -> dict[str, dict]:
-    from fgvc.erudite_protocol import run_mixture
-
     base = erudite_config(data_dir, out_dir, seed, epochs, quick)
     log.info("demo: erudite model, Single and joint variants on 4 domains")
     return run_mixture(base, list(base.data.joint), list(ERUDITE_VARIANTS), "erudite")
 
 
 def erudite_section(results: dict[str, dict], epochs: int, seed: int) -> str:
-    from fgvc.erudite_protocol import table_rows
-
     rows = [{k: v for k, v in row.items() if k != "datasets"} for row in table_rows("all four", results)]
     table = markdown_table(rows)
     print("\nThe erudite model: one model for four domains\n\n" + table + "\n")
@@ -316,9 +313,6 @@ def ctc_target_config(data_dir: Path, out_dir: Path) -> Path:
 
 
 def ctc_results(data_dir: Path, out_dir: Path, quick: bool, seed: int) -> dict:
-    from fgvc.analysis.information import InformationSettings, analyse_information
-    from fgvc.analysis.transfer import ProbeSettings, analyse_transfer
-
     epochs = 2 if quick else CTC_EPOCHS
     runs, reports = [], {}
     for label, name, method in CTC_MODELS:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from fgvc.analysis.report import markdown_table
 from fgvc.config import Config, build_config
-from fgvc.engine.run import predict_split, train_and_report
+from fgvc.engine.inference import predict_split
+from fgvc.engine.report import markdown_table
+from fgvc.engine.run import train_and_report
 
 log = logging.getLogger(__name__)
 

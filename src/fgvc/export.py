@@ -27,7 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from fgvc import __version__
+from fgvc.checkpoint import load_checkpoint
+from fgvc.data.metadata import metadata_dim
+from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fgvc.errors import FgvcError
+from fgvc.models import model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +58,6 @@ def read_export_info(onnx_path: str | Path) -> dict:
 
 def load_for_export(checkpoint_path: str | Path) -> tuple[dict, object, nn.Module]:
     """``(checkpoint, config, model in eval mode)`` — the same rebuild as ``fgvc predict``."""
-    from fgvc.engine.checkpoint import load_checkpoint
-    from fgvc.models import model_from_checkpoint
-
     ckpt = load_checkpoint(checkpoint_path)
     if ckpt.get("kind") == "priors_net":
         raise FgvcError(f"{checkpoint_path}: a PriorsNet location prior, not an image model; export the "
@@ -72,8 +74,6 @@ def example_inputs(cfg, batch: int, size: int, seed: int = 0) -> tuple[torch.Ten
 
     ``meta`` is uniform in [-1, 1], the range of the sin/cos encoding.
     """
-    from fgvc.data.metadata import metadata_dim
-
     g = torch.Generator().manual_seed(seed)
     image = torch.randn(batch, 3, size, size, generator=g)
     if cfg.model.fusion.name == "none":
@@ -105,10 +105,6 @@ def _logits(model: nn.Module, inputs: tuple[torch.Tensor, ...], num_classes: int
 def deployment_info(ckpt: dict, cfg, checkpoint_path: str | Path, size: int, opset: int,
                     dynamic_batch: bool, exporter: str) -> dict:
     """What a deployment needs to feed the model and read its output (the ONNX metadata_props)."""
-    from fgvc import __version__
-    from fgvc.data.metadata import metadata_dim
-    from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
     classes = [str(c) for c in ckpt.get("classes") or []]
     batch = "batch" if dynamic_batch else 1
     inputs = {"image": {"shape": [batch, 3, size, size], "dtype": "float32"}}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.data.dataset import load_image
 from fgvc.data.metadata import encode_metadata, metadata_dim
 from fgvc.data.records import Sample
 from fgvc.data.transforms import eval_transform
-from fgvc.engine.checkpoint import load_checkpoint
 from fgvc.errors import FgvcError
 from fgvc.models import model_from_checkpoint
 

@@ -14,8 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from fgvc.checkpoint import load_checkpoint
+from fgvc.data.dataset import load_image
+from fgvc.data.records import Sample
+from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
 from fgvc.errors import FgvcError
+from fgvc.models import model_from_checkpoint
 
 METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam")
 
@@ -102,12 +106,6 @@ def save_grid(rgb: np.ndarray, maps: np.ndarray, layers: list[str], row_titles: 
 def cam_for_checkpoint(checkpoint: str | Path, images: list[str], out: str | Path, layers: list[str] | None = None,
                        method: str = "gradcam", class_index: int | None = None) -> Path:
     """Load an fgvc checkpoint, map ``images`` through its evaluation transform, write the grid PNG."""
-    from fgvc.data.dataset import load_image
-    from fgvc.data.records import Sample
-    from fgvc.data.transforms import eval_transform
-    from fgvc.engine.checkpoint import load_checkpoint
-    from fgvc.models import model_from_checkpoint
-
     ckpt = load_checkpoint(checkpoint)
     if "config" not in ckpt or "model" not in ckpt:
         raise FgvcError(f"{checkpoint}: not an fgvc checkpoint (no config/model)")

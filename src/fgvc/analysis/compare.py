@@ -16,9 +16,13 @@ import re
 import statistics
 from pathlib import Path
 
-from fgvc.analysis.report import markdown_table
+from fgvc.analysis.complexity import model_complexity
 from fgvc.analysis.runs import FinishedRun, load_runs
+from fgvc.checkpoint import load_checkpoint
+from fgvc.data.metadata import metadata_dim
+from fgvc.engine.report import markdown_table
 from fgvc.errors import FgvcError
+from fgvc.models import model_from_checkpoint
 
 GROUP_BY = ("name-without-seed", "run")
 SEED_SUFFIX = re.compile(r"(?:[_-](?:s|seed)[_-]?|[_-]?seed)\d+$")
@@ -46,10 +50,6 @@ def complexity_of(run: FinishedRun) -> dict:
     """Parameters (M) and GMACs per test image of a run's best checkpoint; params from the report otherwise."""
     if not run.checkpoint.is_file():
         return {"params_m": run.report.get("params_m"), "gmacs": None}
-    from fgvc.analysis.complexity import model_complexity
-    from fgvc.data.metadata import metadata_dim
-    from fgvc.engine.checkpoint import load_checkpoint
-    from fgvc.models import model_from_checkpoint
 
     ckpt = load_checkpoint(run.checkpoint)
     num_classes = len(ckpt.get("classes") or run.test.get("per_class") or [])

@@ -26,6 +26,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from fgvc.checkpoint import load_checkpoint
+from fgvc.config import build_config
+from fgvc.data.metadata import metadata_dim
+from fgvc.engine.evaluate import predictions
+from fgvc.engine.report import markdown_table
+from fgvc.engine.trainer import Trainer
 from fgvc.errors import FgvcError
 
 CONVENTION = ("FLOPs = 2 x MACs (torch.utils.flop_counter counts a multiply-add as 2); "
@@ -106,9 +112,6 @@ def images_per_second(step: Callable[[], object], batch_size: int, steps: int, w
 def _run_config(cfg, checkpoint: str | Path | None, batch_size: int | None, image_size: int | None):
     """The config the measurement runs: the checkpoint's model and method (if given), the asked batch
     and resolution, no pretrained download, no loader workers; and the checkpoint (or None)."""
-    from fgvc.config import build_config
-    from fgvc.engine.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(checkpoint) if checkpoint else None
     data_update = {"batch_size": batch_size or cfg.data.batch_size,
                    "image_size": image_size or cfg.data.image_size, "num_workers": 0}
@@ -126,10 +129,6 @@ def _run_config(cfg, checkpoint: str | Path | None, batch_size: int | None, imag
 def measure_complexity(cfg, checkpoint: str | Path | None = None, batch_size: int | None = None,
                        image_size: int | None = None, steps: int = 10, warmup: int = 2) -> dict:
     """Parameters, FLOPs per image and images/s of the config's model (or the checkpoint's) on its device."""
-    from fgvc.data.metadata import metadata_dim
-    from fgvc.engine.evaluate import predictions
-    from fgvc.engine.trainer import Trainer
-
     if steps < 1 or warmup < 0:
         raise FgvcError(f"--steps {steps} / --warmup {warmup}: need at least 1 timed step and 0 or more warm-up")
     if (batch_size is not None and batch_size < 1) or (image_size is not None and image_size < 16):
@@ -177,8 +176,6 @@ def measure_complexity(cfg, checkpoint: str | Path | None = None, batch_size: in
 
 def format_complexity(result: dict) -> str:
     """Markdown: what was measured, then one row for training and one for inference."""
-    from fgvc.analysis.report import markdown_table
-
     p, f, speed = result["params"], result["flops_per_image"], result["images_per_s"]
     rows = [{"": "training", "parameters (M)": p["total"] / 1e6, "trainable (M)": p["trainable"] / 1e6,
              "forward GFLOPs / image": f["train_forward"] / 1e9, "forward GMACs / image": f["train_forward"] / 2e9,

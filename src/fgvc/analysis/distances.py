@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from fgvc.analysis.runs import load_runs, refresh_reports, run_classes, select_classes
+from fgvc.checkpoint import load_checkpoint
 from fgvc.errors import FgvcError
+from fgvc.models import model_from_checkpoint
 
 
 def classifier_weight(model: nn.Module) -> torch.Tensor:
@@ -70,9 +72,6 @@ def plot_heatmaps(panels: list[dict], class_names: list[str], path: Path) -> Pat
 def distance_analysis(run_dirs: list[str | Path], classes: list[str] | None = None, genus: str | None = None,
                       out: str | Path | None = None) -> dict:
     """Write ``distances.png`` and ``distances.json`` into ``out`` (default: ``<first run>/analysis``)."""
-    from fgvc.engine.checkpoint import load_checkpoint
-    from fgvc.models import model_from_checkpoint
-
     runs = load_runs(run_dirs)
     panels, class_names = [], None
     for run in runs:

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fgvc.analysis.features import extract
 from fgvc.analysis.runs import (FinishedRun, load_runs, model_for_analysis, refresh_reports, run_classes,
-                               select_classes)
+    select_classes)
+from fgvc.engine.inference import eval_loader
 from fgvc.errors import FgvcError
 
 KINDS = ("pooled", "fused")
@@ -26,8 +28,6 @@ KINDS = ("pooled", "fused")
 @torch.no_grad()
 def extract_representations(model, loader, device, kind: str = "fused") -> tuple[np.ndarray, np.ndarray]:
     """Features ``[N, D]`` and labels ``[N]`` in loader order."""
-    from fgvc.analysis.features import extract
-
     if kind == "fused":
         return extract(model, loader, device)
     model.eval()
@@ -55,8 +55,6 @@ def silhouette(points: np.ndarray, labels: np.ndarray) -> float | None:
 
 def run_features(run: FinishedRun, class_names: list[str], split: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """One run's features of the images of ``class_names`` on ``split``; labels index ``class_names``."""
-    from fgvc.data.loader import make_dataset, make_loader
-
     model, splits, data_cfg, device = model_for_analysis(run)
     if kind == "pooled" and not hasattr(model, "backbone"):
         raise FgvcError(f"{run.path}: the model has no backbone to pool; use --features fused")
@@ -68,7 +66,7 @@ def run_features(run: FinishedRun, class_names: list[str], split: str, kind: str
     samples = [s for s in splits.samples(split) if s.label in wanted]
     if not samples:
         raise FgvcError(f"{run.path}: no {split} image of the chosen classes")
-    loader = make_loader(data_cfg, make_dataset(data_cfg, samples, train=False), train=False)
+    loader = eval_loader(data_cfg, samples)
     feats, labels = extract_representations(model, loader, device, kind)
     return feats, np.array([wanted[int(label)] for label in labels])
 

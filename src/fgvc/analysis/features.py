@@ -21,8 +21,11 @@ import torch
 from torch import nn
 
 from fgvc.analysis.complexity import model_complexity
-from fgvc.analysis.report import markdown_table
+from fgvc.config import Config
 from fgvc.data.joint import dataset_index
+from fgvc.data.splits import prepare_splits
+from fgvc.engine.inference import eval_loader, load_for_eval
+from fgvc.engine.report import markdown_table
 
 
 @torch.no_grad()
@@ -116,3 +119,11 @@ def analyse(model: nn.Module, loader, device: torch.device, groups: list[tuple[s
           "![t-SNE](tsne.png)", ""]
     (out_dir / "features.md").write_text("\n".join(md))
     return result
+
+
+def analyse_features(cfg: Config, checkpoint: str | Path, split: str = "test") -> dict:
+    """``analyse`` for a checkpoint on a split of the config's dataset, into ``<run>/features_<split>/``."""
+    splits = prepare_splits(cfg.data)
+    _, model, _, data_cfg, device = load_for_eval(cfg, checkpoint, splits.classes)
+    loader = eval_loader(data_cfg, splits.samples(split))
+    return analyse(model, loader, device, splits.groups, data_cfg.image_size, cfg.run_dir / f"features_{split}")

@@ -30,6 +30,8 @@ from tqdm import tqdm
 from fgvc.analysis.features import batch_features
 from fgvc.analysis.mine import mine_estimate
 from fgvc.analysis.runs import epoch_checkpoints, over_epoch_checkpoints, run_config, write_rows
+from fgvc.data.splits import prepare_splits
+from fgvc.engine.inference import eval_loader, load_for_eval
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,6 @@ def _subset(samples: list, max_samples: int, seed: int) -> list:
 
 def run_information(run_dir: Path, settings: InformationSettings, bar: tqdm | None = None) -> list[dict]:
     """One row per epoch checkpoint of a run: epoch, I(X;T), I(T;Y) in nats, and the sample count."""
-    from fgvc.data.loader import make_dataset, make_loader, prepare_splits
-    from fgvc.engine.run import _load_for_eval
-
     cfg = run_config(run_dir)
     splits = prepare_splits(cfg.data)
     samples = _subset(splits.samples(settings.split), settings.max_samples, settings.seed)
@@ -80,8 +79,8 @@ def run_information(run_dir: Path, settings: InformationSettings, bar: tqdm | No
     mine = dict(steps=settings.steps, hidden=settings.hidden, batch_size=settings.batch_size, seed=settings.seed)
     rows = []
     for epoch, path in epoch_checkpoints(run_dir):
-        _, model, _, data_cfg, device = _load_for_eval(cfg, path, splits)
-        loader = make_loader(data_cfg, make_dataset(data_cfg, samples, train=False), train=False)
+        _, model, _, data_cfg, device = load_for_eval(cfg, path, splits.classes)
+        loader = eval_loader(data_cfg, samples)
         x, t, y = extract_xty(model, loader, device, settings.x_size)
         y = F.one_hot(y, len(splits.classes)).float()
         rows.append({"run": run_dir.name, "epoch": epoch, "checkpoint": str(path), "samples": len(x),

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fgvc.engine.report import markdown_table
 from fgvc.errors import FgvcError
+from fgvc.export import example_inputs, export_onnx, input_names, load_for_export
 
 COLUMNS = ["engine", "size", "batch", "threads", "median ms", "p90 ms", "runs", "speed-up"]
 
@@ -72,7 +74,6 @@ def measure_latency(checkpoint: str | Path, sizes: Sequence[int] = (448, 224), r
     """
     import onnxruntime as ort
 
-    from fgvc.export import example_inputs, export_onnx, input_names, load_for_export
 
     if runs < 1 or warmup < 0:
         raise FgvcError(f"--runs {runs} / --warmup {warmup}: need at least 1 timed run and 0 or more "
@@ -112,8 +113,6 @@ def measure_latency(checkpoint: str | Path, sizes: Sequence[int] = (448, 224), r
 
 def format_latency(result: dict) -> str:
     """A heading line that says what was measured, then the Markdown table."""
-    from fgvc.analysis.report import markdown_table
-
     head = (f"{result['backbone']} (fusion: {result['fusion']}), batch 1, {result['threads']} thread(s) of "
             f"{result['cpu_count']} CPUs, median / p90 of {result['runs']} runs after {result['warmup']} "
             "warm-up; "

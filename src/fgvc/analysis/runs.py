@@ -16,7 +16,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.config import Config, load_config
+from fgvc.data.splits import prepare_splits
+from fgvc.engine.inference import load_for_eval
+from fgvc.engine.report import write_report
 from fgvc.errors import FgvcError
 
 EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt$")
@@ -118,14 +122,10 @@ def load_runs(paths: list[str | Path]) -> list[FinishedRun]:
 
 def run_classes(run: FinishedRun) -> list[str]:
     """Class names in label order: from the checkpoint when it has them, else from the dataset."""
-    from fgvc.engine.checkpoint import load_checkpoint
-
     if run.checkpoint.is_file():
         classes = load_checkpoint(run.checkpoint).get("classes")
         if classes:
             return list(classes)
-    from fgvc.data.loader import prepare_splits
-
     return list(prepare_splits(run.config.data).classes)
 
 
@@ -150,20 +150,15 @@ def select_classes(classes: list[str], names: list[str] | None = None, genus: st
 
 def model_for_analysis(run: FinishedRun):
     """The run's best checkpoint loaded for evaluation, its splits and the data config the model reads."""
-    from fgvc.data.loader import prepare_splits
-    from fgvc.engine.run import _load_for_eval
-
     if not run.checkpoint.is_file():
         raise FgvcError(f"{run.checkpoint}: missing; this analysis needs the run's model")
     splits = prepare_splits(run.config.data)
-    _, model, _, data_cfg, device = _load_for_eval(run.config, run.checkpoint, splits)
+    _, model, _, data_cfg, device = load_for_eval(run.config, run.checkpoint, splits.classes)
     return model, splits, data_cfg, device
 
 
 def refresh_reports(runs: list[FinishedRun], out: Path) -> None:
     """Rewrite ``report.md`` of the runs whose folder holds ``out``, so it links the new figures."""
-    from fgvc.analysis.report import write_report
-
     for run in runs:
         if out.resolve().is_relative_to(run.path.resolve()):
             write_report(run.path, run.report, run_classes(run))

@@ -32,6 +32,10 @@ from tqdm import tqdm
 
 from fgvc.analysis.runs import epoch_checkpoints, over_epoch_checkpoints, run_config, write_rows
 from fgvc.config import load_config
+from fgvc.data.holdout import stratified_holdout
+from fgvc.data.splits import prepare_splits
+from fgvc.engine.evaluate import predict_loader
+from fgvc.engine.inference import eval_loader, load_for_eval
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -86,9 +90,6 @@ class Target:
     """The target dataset's train and test splits, read once and shared by every checkpoint."""
 
     def __init__(self, config: str | Path, settings: ProbeSettings, overrides: Sequence[str] = ()):
-        from fgvc.data.holdout import stratified_holdout
-        from fgvc.data.loader import prepare_splits
-
         self.config_path, self.overrides = str(config), list(overrides)
         self.cfg = load_config(config, list(overrides))
         self.data = self.cfg.data.model_copy(update={"metadata": []})  # images only: the backbone's input
@@ -106,10 +107,8 @@ class Target:
 
     def features(self, model: torch.nn.Module, device: torch.device) -> tuple[tuple, tuple]:
         """(train, test) features and labels of the target through ``model``'s backbone."""
-        from fgvc.data.loader import make_dataset, make_loader
-
         def run(samples):
-            loader = make_loader(self.data, make_dataset(self.data, samples, train=False), train=False)
+            loader = eval_loader(self.data, samples)
             return backbone_features(model, loader, device)
 
         return run(self.train), run(self.test)
@@ -125,17 +124,13 @@ class Target:
 def run_transfer(run_dir: Path, target: Target, settings: ProbeSettings,
                  bar: tqdm | None = None) -> list[dict]:
     """One row per epoch checkpoint of a run: source test top-1 and target probe top-1."""
-    from fgvc.data.loader import prepare_splits
-    from fgvc.engine.evaluate import predict_loader
-    from fgvc.engine.run import _eval_loader, _load_for_eval
-
     cfg = run_config(run_dir)
     checkpoints = epoch_checkpoints(run_dir)
     splits = prepare_splits(cfg.data)
     rows = []
     for epoch, path in checkpoints:
-        _, model, method, data_cfg, device = _load_for_eval(cfg, path, splits)
-        logits, labels = predict_loader(model, method, _eval_loader(data_cfg, splits, "test"), device,
+        _, model, method, data_cfg, device = load_for_eval(cfg, path, splits.classes)
+        logits, labels = predict_loader(model, method, eval_loader(data_cfg, splits.test), device,
                                         progress=False)
         source = float((logits.argmax(1) == labels).double().mean() * 100)
         probe = linear_probe(*target.features(model, device), settings)

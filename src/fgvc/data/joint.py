@@ -1,9 +1,10 @@
 """Several datasets as one (the erudite model, DESIGN §6.3): the union of their label spaces.
 
-Each source of ``data.joint`` is read and split on its own, exactly as a single-dataset run would
-(official splits, or the seeded stratified hold-outs), then the splits are concatenated: dataset n's
-labels are shifted by the class counts of the datasets before it, its class names become
-``"<dataset>/<class>"`` and each sample's ``dataset`` field is the dataset's name. ``Splits.groups``
+Each source of ``data.joint`` is read and split on its own (``fgvc.data.splits.prepare_splits`` on
+``source_config``), exactly as a single-dataset run would (official splits, or the seeded stratified
+hold-outs); ``merge_joint`` then concatenates the splits: dataset n's labels are shifted by the
+class counts of the datasets before it, its class names become ``"<dataset>/<class>"`` and each
+sample's ``dataset`` field is the dataset's name. ``Splits.groups``
 records (name, class count) in label order, so a method can tell which dataset a label belongs to.
 
 ``data.joint_target=dataset`` relabels every sample with its dataset's index instead (classes are the
@@ -18,8 +19,7 @@ from dataclasses import replace
 import torch
 
 from fgvc.config import DataConfig, JointSource
-from fgvc.data.loader import Splits, prepare_splits
-from fgvc.data.records import DatasetSource, Sample
+from fgvc.data.records import DatasetSource, Sample, Splits
 
 ROLES = ("train", "val", "test")
 OWN_FIELDS = ("format", "root", "train_split", "val_split", "test_split", "level", "crop_banner")
@@ -35,7 +35,7 @@ def _shifted(samples: list[Sample], offset: int, name: str) -> list[Sample]:
     return [replace(s, label=s.label + offset, dataset=name) for s in samples]
 
 
-def by_dataset(splits: Splits) -> Splits:
+def relabel_by_dataset(splits: Splits) -> Splits:
     """The same samples labelled by dataset index (one class per dataset)."""
     names = [name for name, _ in splits.groups]
     relabel = {role: [replace(s, label=names.index(s.dataset)) for s in splits.samples(role)] for role in ROLES}
@@ -44,9 +44,9 @@ def by_dataset(splits: Splits) -> Splits:
                   [(name, 1) for name in names])
 
 
-def prepare_joint_splits(cfg: DataConfig) -> Splits:
-    """Prepare every source of ``cfg.joint`` and merge them into one label space (offsets in order)."""
-    parts = [(source.dataset_name, prepare_splits(source_config(cfg, source))) for source in cfg.joint]
+def merge_joint(parts: Sequence[tuple[str, Splits]], by_dataset: bool = False) -> Splits:
+    """The prepared splits of every source, ``(dataset name, splits)`` in order, as one label space
+    (offsets in order); ``by_dataset``: labelled by dataset instead (``data.joint_target=dataset``)."""
     merged: dict[str, list[Sample]] = {role: [] for role in ROLES}
     classes: list[str] = []
     problems: list[str] = []
@@ -66,7 +66,7 @@ def prepare_joint_splits(cfg: DataConfig) -> Splits:
     described = {role: "; ".join(f"{name}: {part.names[role]}" for name, part in parts) for role in ROLES}
     splits = Splits(source, merged["train"], merged["val"], merged["test"], described,
                     [(name, len(part.classes)) for name, part in parts])
-    return by_dataset(splits) if cfg.joint_target == "dataset" else splits
+    return relabel_by_dataset(splits) if by_dataset else splits
 
 
 def dataset_index(labels: torch.Tensor, groups: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,12 @@
-"""The record model: one ``Sample`` per image, and the ``DatasetSource`` a format reader returns."""
+"""The record model: one ``Sample`` per image, the ``DatasetSource`` a format reader returns, and the
+``Splits`` a run uses (made by ``fgvc.data.splits.prepare_splits``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+
+from fgvc.errors import DataError
 
 # A date is either an ISO string ("YYYY-MM-DD[ HH:MM:SS...]"), a datetime.date, or a float in [0, 1]
 # giving the fraction of the year (iNaturalist 2017/2018 ``date_c``).
@@ -45,3 +48,35 @@ class DatasetSource:
     default_splits: tuple[str, str | None, str | None]
     problems: list[str] = field(default_factory=list)
     taxonomy: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Splits:
+    """The three splits a run uses, and how each was obtained (stated in reports).
+
+    A split is a list of ``Sample``s, or for ``data.format=shards`` a ``ShardIndex`` (a sequence that
+    reads its records from the tar files only when asked).
+    """
+
+    source: DatasetSource
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+    names: dict[str, str]  # split role -> where it came from, e.g. {"val": "holdout 10% of train"}
+    # (dataset name, class count) in label order: dataset n owns the labels after the first n groups'
+    # classes. One group for a single dataset; one per source with ``data.joint``.
+    groups: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            self.groups = [(self.source.name, len(self.source.classes))]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.source.classes
+
+    def samples(self, role: str) -> list[Sample]:
+        """The samples of ``role`` ("train", "val" or "test")."""
+        if role not in ("train", "val", "test"):
+            raise DataError(f"split '{role}': expected one of train, val, test")
+        return getattr(self, role)

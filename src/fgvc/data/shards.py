@@ -1,8 +1,8 @@
 """WebDataset shards (DESIGN §4.3): ``fgvc data shard`` writes them, ``data.format: shards`` streams them.
 
 A folder of JPEGs stops being practical around iNat21-full (2.7 M files): shards turn it into a few
-thousand sequential tar files. ``write_shards`` resolves the config's splits exactly as training would
-(hold-outs included) and writes, per split ``<split>``:
+thousand sequential tar files. ``write_shards`` takes the splits as training resolves them
+(``prepare_splits``, hold-outs included) and writes, per split ``<split>``:
 
 - ``<split>-000000.tar``, ... (at most ``max_per_shard`` samples each): per sample the original
   encoded image bytes under their extension (``.jpg``, ``.png``, ... — never re-encoded; only images
@@ -41,13 +41,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import webdataset as wds
+from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from fgvc.config import DataConfig
 from fgvc.data.dataset import decode_image_bytes, transform_seeded
+from fgvc.data.formats.cifar import image_at
 from fgvc.data.metadata import USES, check_metadata, encode_metadata, record_name
-from fgvc.data.records import DatasetSource, Sample
+from fgvc.data.records import DatasetSource, Sample, Splits
 from fgvc.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -60,22 +62,20 @@ INDEX_FORMAT = "fgvc-shards/1"
 
 # --- writing ---------------------------------------------------------------------------------------
 
-def write_shards(cfg: DataConfig, out_dir: str | Path, max_per_shard: int = 1000,
+def write_shards(splits: Splits, out_dir: str | Path, *, bad_images: str = "error", max_per_shard: int = 1000,
                  roles: Sequence[str] = ROLES, workers: int = 4, progress: bool = True) -> dict:
-    """Shard the splits ``roles`` of the dataset ``cfg`` describes; returns ``{role: index}``."""
-    from fgvc.data.loader import prepare_splits  # the loader imports this module
-
+    """Shard the splits ``roles`` of prepared ``splits`` (``fgvc.data.splits.prepare_splits``, hold-outs
+    included); returns ``{role: index}``. ``bad_images``: ``data.bad_images`` (error or skip)."""
     if max_per_shard < 1:
         raise DataError(f"--max-per-shard must be at least 1, not {max_per_shard}")
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise DataError(f"split '{unknown[0]}': expected one of {', '.join(ROLES)}")
-    if cfg.format == "shards":
-        raise DataError(f"{cfg.root}: already shards; point the config at the original dataset")
-    splits = prepare_splits(cfg)
+    if any(isinstance(splits.samples(role), ShardIndex) for role in ROLES):
+        raise DataError(f"{splits.source.name}: already shards; point the config at the original dataset")
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    skip_bad = cfg.bad_images == "skip"
+    skip_bad = bad_images == "skip"
     indices = {role: _write_split(splits, role, out, max_per_shard, skip_bad, workers, progress)
                for role in roles}
     for role, index in indices.items():  # only once every split is complete: no half-written folder reads
@@ -83,7 +83,7 @@ def write_shards(cfg: DataConfig, out_dir: str | Path, max_per_shard: int = 1000
     return indices
 
 
-def _write_split(splits, role: str, out: Path, max_per_shard: int, skip_bad: bool, workers: int,
+def _write_split(splits: Splits, role: str, out: Path, max_per_shard: int, skip_bad: bool, workers: int,
                  progress: bool) -> dict:
     """Write one split's shards; returns its index. A sample's index counts the samples written (so
     it numbers the split's records 0..count-1 even when unreadable images were skipped)."""
@@ -141,11 +141,7 @@ def _close(writer: wds.TarWriter, path: Path) -> None:
 def _checked_bytes(sample: Sample) -> tuple[tuple[str, bytes] | None, str | None]:
     """``((extension, encoded bytes), None)`` for a decodable image, else ``(None, one-line error)``."""
     try:
-        if getattr(sample, "row", None) is not None:  # an image held in an array file: no encoded bytes
-            from PIL import Image
-
-            from fgvc.data.formats.cifar import image_at
-
+        if sample.row is not None:  # an image held in an array file: no encoded bytes
             buffer = io.BytesIO()
             Image.fromarray(image_at(sample.path, sample.row)).save(buffer, "PNG")
             ext, data = "png", buffer.getvalue()
@@ -226,10 +222,8 @@ def _sample(meta: dict) -> Sample:
                   trim_bottom=int(meta.get("trim_bottom") or 0), box=box)
 
 
-def read_shard_splits(cfg: DataConfig):
+def read_shard_splits(cfg: DataConfig) -> Splits:
     """``Splits`` of a shard folder (``data.root``): the splits as they were resolved when written."""
-    from fgvc.data.loader import Splits
-
     root = Path(cfg.root).expanduser()
     indices = {}
     for role in ROLES:

@@ -13,10 +13,10 @@ from tqdm import tqdm
 
 from fgvc.config import DataConfig
 from fgvc.data.dataset import load_image
-from fgvc.data.loader import prepare_splits
 from fgvc.data.metadata import check_metadata
 from fgvc.data.records import Sample
 from fgvc.data.shards import ShardDataset, ShardIndex
+from fgvc.data.splits import prepare_splits
 from fgvc.errors import DataError
 
 

@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fgvc.analysis.metrics import classification_metrics, topk_correct
 from fgvc.data.joint import dataset_index
+from fgvc.metrics import classification_metrics, topk_correct
 
 
 def move(batch: dict, device: torch.device, channels_last: bool = False) -> dict:

@@ -9,16 +9,23 @@ from pathlib import Path
 
 import torch
 
-from fgvc.analysis.report import write_report
+from torch import nn
+
+from fgvc.checkpoint import load_checkpoint
 from fgvc.config import Config
-from fgvc.data.loader import Splits, holdout_seed, make_dataset, make_loader, prepare_splits
-from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.data.metadata import encode_batch
+from fgvc.data.records import Splits
+from fgvc.data.splits import holdout_seed, prepare_splits
 from fgvc.engine.distributed import init_distributed, run_on_main
 from fgvc.engine.evaluate import evaluate, predict_loader
-from fgvc.engine.tta import evaluate_tta, wants_tta
+from fgvc.engine.inference import eval_loader, load_for_eval
+from fgvc.engine.report import write_report
 from fgvc.engine.trainer import Trainer, prepare_run_dir, resolve_device, setup_file_logging
+from fgvc.engine.tta import evaluate_tta, wants_tta
 from fgvc.errors import FgvcError
 from fgvc.methods import build_method
+from fgvc.methods.priors import PriorsNet, combine_with_image, load_priors, prior_logits, save_priors, train_priors
+from fgvc.metrics import classification_metrics
 from fgvc.models import model_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -78,8 +85,6 @@ def train_priors_and_report(cfg: Config, overwrite: bool = False) -> dict:
 
 
 def _train_priors_alone(cfg: Config, overwrite: bool = False) -> dict:
-    from fgvc.methods.priors import evaluate_with_prior, save_priors, train_priors
-
     run_dir = prepare_run_dir(cfg, overwrite)
     setup_file_logging(run_dir)
     splits = prepare_splits(cfg.data)
@@ -101,22 +106,59 @@ def _train_priors_alone(cfg: Config, overwrite: bool = False) -> dict:
     return report
 
 
-def _load_for_eval(cfg: Config, checkpoint: str | Path, splits: Splits):
-    """The checkpoint's model on the config's device, its method, and the data config it reads."""
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.get("classes") and list(ckpt["classes"]) != list(splits.classes):
-        raise FgvcError(f"{checkpoint}: trained on {len(ckpt['classes'])} classes of "
-                        f"'{ckpt.get('dataset')}', not the {len(splits.classes)} classes of this dataset")
-    device = init_distributed(cfg.train.device).local_device(resolve_device(cfg.train.device))
-    model_cfg, model = model_from_checkpoint(ckpt, len(splits.classes), cfg)
+class _IndexRecorder:
+    """Wraps a method so that ``predict_loader``'s rows can be matched to samples (skipped images too)."""
+
+    def __init__(self, method):
+        self.method, self.indices = method, []
+
+    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        self.indices.append(torch.as_tensor(batch["index"]).cpu())
+        return self.method.predict(model, batch)
+
+
+def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: PriorsNet | str | Path,
+                        split: str = "test", splits: Splits | None = None) -> dict:
+    """Top-k of an image-only checkpoint on a split of ``cfg.data``, without and with the prior.
+
+    The image model is rebuilt from the checkpoint's own config (``cfg`` supplies the data, device
+    and precision). Returns ``{"split", "num_samples", "missing_metadata", "image": metrics,
+    "with_prior": metrics}`` with the metrics of ``classification_metrics``.
+    """
+    splits = splits or prepare_splits(cfg.data)
+    classes = list(splits.classes)
+    prior = prior if isinstance(prior, PriorsNet) else load_priors(prior)
+    ckpt = load_checkpoint(image_checkpoint)
+    for what, names in (("image checkpoint", ckpt.get("classes")), ("prior", prior.classes)):
+        if names and list(names) != classes:
+            raise FgvcError(f"{what} was trained on {len(names)} other classes, not the {len(classes)} "
+                            f"classes of '{splits.source.name}'")
+    if prior.settings["num_classes"] != len(classes):
+        raise FgvcError(f"prior has {prior.settings['num_classes']} classes, the dataset {len(classes)}")
+    device = resolve_device(cfg.train.device)
+    model_cfg, model = model_from_checkpoint(ckpt, len(classes), cfg)
     model.to(device)
-    log.info("model weights: %s (epoch %s)", checkpoint, (ckpt.get("state") or {}).get("epoch", "?"))
+
+    samples = splits.samples(split)
     data_cfg = cfg.data.model_copy(update={"metadata": model_cfg.data.metadata})  # what the model reads
-    return ckpt, model, build_method(model_cfg, len(splits.classes)), data_cfg, device
+    loader = eval_loader(data_cfg, samples)
+    recorder = _IndexRecorder(build_method(model_cfg, len(classes)))
+    amp = device.type == "cuda" if cfg.train.amp is None else cfg.train.amp
+    image_logits, labels = predict_loader(model, recorder, loader, device, amp=amp,
+                                          desc=f"{split} (image)", progress=cfg.train.progress)
+    index = torch.cat(recorder.indices) if recorder.indices else torch.zeros(0, dtype=torch.long)
 
-
-def _eval_loader(data_cfg, splits: Splits, split: str):
-    return make_loader(data_cfg, make_dataset(data_cfg, splits.samples(split), train=False), train=False)
+    meta, _ = encode_batch(samples, prior.use, cfg.data.bad_metadata)
+    meta = torch.from_numpy(meta)[index]
+    valid = meta.any(dim=1)
+    combined = combine_with_image(image_logits, prior_logits(prior, meta, device=device), valid)
+    k = cfg.eval.topk
+    result = {"split": split, "num_samples": len(labels), "missing_metadata": int((~valid).sum()),
+              "image": classification_metrics(image_logits, labels, len(classes), k),
+              "with_prior": classification_metrics(combined, labels, len(classes), k)}
+    log.info("%s: top-1 %.2f image only, %.2f with the prior (%d without metadata)", split,
+             result["image"]["top1"], result["with_prior"]["top1"], result["missing_metadata"])
+    return result
 
 
 def _relative_to_run(cfg: Config, path: str | Path) -> str:
@@ -137,14 +179,13 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     this checkpoint's single centre crop.
     """
     splits = splits or prepare_splits(cfg.data)
-    ckpt, model, method, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
-    dataset = make_dataset(data_cfg, splits.samples(split), train=False)
+    ckpt, model, method, data_cfg, device = load_for_eval(cfg, checkpoint, splits.classes)
     ctx = init_distributed(cfg.train.device)  # under torchrun: each rank a strided slice, gathered
-    loader = make_loader(data_cfg, dataset, train=False, rank=ctx.rank, world_size=ctx.world_size)
+    loader = eval_loader(data_cfg, splits.samples(split), rank=ctx.rank, world_size=ctx.world_size)
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
                        groups=splits.groups, progress=cfg.train.progress and ctx.is_main,
                        gather=ctx.gatherer(loader))
-    report = _report(cfg, splits, model, metrics, split, dataset.missing_metadata, ckpt.get("state"))
+    report = _report(cfg, splits, model, metrics, split, loader.dataset.missing_metadata, ckpt.get("state"))
     report["protocol"]["checkpoint"] = _relative_to_run(cfg, checkpoint)
     if wants_tta(cfg.eval) or ensemble:
         report["tta"] = _tta_rows(cfg, splits, split, (model, method, data_cfg, device), ensemble, ctx)
@@ -166,57 +207,9 @@ def _tta_rows(cfg: Config, splits: Splits, split: str, first: tuple, ensemble: S
     def members():
         yield first
         for path in ensemble:
-            yield _load_for_eval(cfg, path, splits)[1:]
+            yield load_for_eval(cfg, path, splits.classes)[1:]
 
     return evaluate_tta(cfg.eval, splits.samples(split), members(), len(splits.classes), splits.groups,
                         progress=cfg.train.progress and (ctx is None or ctx.is_main),
                         gather=ctx.gather_outputs if ctx is not None else None,
                         loader_options={"rank": ctx.rank, "world_size": ctx.world_size} if ctx is not None else None)
-
-
-def predict_split(cfg: Config, checkpoint: str | Path, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """The checkpoint's primary logits ``[N, C]`` and the labels on one split, in the split's order."""
-    splits = prepare_splits(cfg.data)
-    _, model, method, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
-    loader = _eval_loader(data_cfg, splits, split)
-    return predict_loader(model, method, loader, device, progress=cfg.train.progress)
-
-
-def analyse_features(cfg: Config, checkpoint: str | Path, split: str = "test") -> dict:
-    """Cluster metrics per dataset, MMD between datasets, complexity and t-SNE, into ``features_<split>/``."""
-    from fgvc.analysis.features import analyse
-
-    splits = prepare_splits(cfg.data)
-    _, model, _, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
-    loader = _eval_loader(data_cfg, splits, split)
-    return analyse(model, loader, device, splits.groups, data_cfg.image_size, cfg.run_dir / f"features_{split}")
-
-
-def evaluate_robustness(cfg: Config, checkpoint: str | Path, corruptions: list[str], split: str = "test") -> dict:
-    """Clean accuracy, then every severity of each corruption; writes ``report_robustness.{md,json}``."""
-    from fgvc.analysis.report import markdown_table
-    from fgvc.analysis.robustness import SEVERITIES, corrupted_loader, corrupted_transform, robustness_rows
-
-    splits = prepare_splits(cfg.data)
-    _, model, method, data_cfg, device = _load_for_eval(cfg, checkpoint, splits)
-    dataset = make_dataset(data_cfg, splits.samples(split), train=False)
-    run = dict(device=device, num_classes=len(splits.classes), topk=cfg.eval.topk, progress=cfg.train.progress)
-    clean = evaluate(model, method, make_loader(data_cfg, dataset, train=False), desc="clean", **run)
-    results = {}
-    for name in corruptions:
-        for severity in SEVERITIES[name]:
-            transform = corrupted_transform(data_cfg.image_size, data_cfg.crop_pct, name, severity, data_cfg.resize)
-            loader = corrupted_loader(dataset, transform, data_cfg.eval_batch_size or 2 * data_cfg.batch_size,
-                                      data_cfg.num_workers)
-            results[(name, severity)] = evaluate(model, method, loader, desc=f"{name} {severity}", **run)
-            log.info("%s %s: top-1 %.2f (clean %.2f)", name, severity, results[(name, severity)]["top1"],
-                     clean["top1"])
-    rows = robustness_rows(clean, results)
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.run_dir / "report_robustness.json").write_text(json.dumps(
-        {"checkpoint": str(checkpoint), "split": split, "rows": rows}, indent=2))
-    (cfg.run_dir / "report_robustness.md").write_text("\n".join([
-        f"# {cfg.name}: robustness on {split}", "", f"Checkpoint `{checkpoint}`; drop = clean top-1 minus "
-        "corrupted top-1. Colour jitter: brightness, contrast and saturation factors in [1-s, 1+s]; "
-        "Gaussian noise: σ on [0, 1] pixels. One fixed draw per image.", "", markdown_table(rows), ""]))
-    return {"split": split, "rows": rows}

@@ -21,10 +21,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fgvc.checkpoint import load_checkpoint, save_atomic
 from fgvc.config import Config
-from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits, set_epoch
+from fgvc.data.loader import make_dataset, make_loader, set_epoch
+from fgvc.data.records import Splits
+from fgvc.data.splits import prepare_splits
 from fgvc.engine import distributed
-from fgvc.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from fgvc.engine.checkpoint import rng_state, set_rng_state
 from fgvc.engine.evaluate import evaluate, move
 from fgvc.engine.metrics_log import MetricsLog
 from fgvc.engine.schedule import build_scheduler

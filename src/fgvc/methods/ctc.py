@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fgvc.config import Config
+from fgvc.data.loader import make_dataset
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,6 @@ class CTC(nn.Module):
     @torch.no_grad()
     def refresh(self, train_loader: DataLoader) -> None:
         """Both banks ← the snapshot's features through each head, every training image (eval transforms)."""
-        from fgvc.data.loader import make_dataset
-
         samples = getattr(train_loader.dataset, "samples", None)
         if samples is None:  # a streamed dataset (shards) has no list of records to run over
             raise FgvcError(f"method.ctc_refresh_bank=true needs the training records in a list; data.format="

@@ -44,15 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from fgvc.analysis.metrics import classification_metrics
-from fgvc.config import Config
-from fgvc.data.loader import Splits, make_dataset, make_loader, prepare_splits
+from fgvc.checkpoint import load_checkpoint, save_atomic
 from fgvc.data.metadata import USES, encode_batch, metadata_dim
 from fgvc.data.records import Sample
-from fgvc.engine.checkpoint import load_checkpoint, save_atomic
-from fgvc.engine.evaluate import predict_loader
 from fgvc.errors import DataError, FgvcError
-from fgvc.models import model_from_checkpoint
 from fgvc.models.fusion import LocationEncoder
 
 log = logging.getLogger(__name__)
@@ -298,64 +293,6 @@ def combine_with_image(image_logits: torch.Tensor, prior_logits: torch.Tensor,
     log_image = F.log_softmax(image_logits.float(), dim=1)
     log_prior = F.logsigmoid(prior_logits.float()) * valid.to(log_image.device)[:, None].float()
     return F.log_softmax(log_image + log_prior, dim=1)
-
-
-class _IndexRecorder:
-    """Wraps a method so that ``predict_loader``'s rows can be matched to samples (skipped images too)."""
-
-    def __init__(self, method):
-        self.method, self.indices = method, []
-
-    def predict(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        self.indices.append(torch.as_tensor(batch["index"]).cpu())
-        return self.method.predict(model, batch)
-
-
-def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: PriorsNet | str | Path,
-                        split: str = "test", splits: Splits | None = None) -> dict:
-    """Top-k of an image-only checkpoint on a split of ``cfg.data``, without and with the prior.
-
-    The image model is rebuilt from the checkpoint's own config (``cfg`` supplies the data, device
-    and precision). Returns ``{"split", "num_samples", "missing_metadata", "image": metrics,
-    "with_prior": metrics}`` with the metrics of ``classification_metrics``.
-    """
-    from fgvc.engine.trainer import resolve_device  # the trainer imports fgvc.methods: import late
-    from fgvc.methods import build_method
-
-    splits = splits or prepare_splits(cfg.data)
-    classes = list(splits.classes)
-    prior = prior if isinstance(prior, PriorsNet) else load_priors(prior)
-    ckpt = load_checkpoint(image_checkpoint)
-    for what, names in (("image checkpoint", ckpt.get("classes")), ("prior", prior.classes)):
-        if names and list(names) != classes:
-            raise FgvcError(f"{what} was trained on {len(names)} other classes, not the {len(classes)} "
-                            f"classes of '{splits.source.name}'")
-    if prior.settings["num_classes"] != len(classes):
-        raise FgvcError(f"prior has {prior.settings['num_classes']} classes, the dataset {len(classes)}")
-    device = resolve_device(cfg.train.device)
-    model_cfg, model = model_from_checkpoint(ckpt, len(classes), cfg)
-    model.to(device)
-
-    samples = splits.samples(split)
-    data_cfg = cfg.data.model_copy(update={"metadata": model_cfg.data.metadata})  # what the model reads
-    loader = make_loader(data_cfg, make_dataset(data_cfg, samples, train=False), train=False)
-    recorder = _IndexRecorder(build_method(model_cfg, len(classes)))
-    amp = device.type == "cuda" if cfg.train.amp is None else cfg.train.amp
-    image_logits, labels = predict_loader(model, recorder, loader, device, amp=amp,
-                                          desc=f"{split} (image)", progress=cfg.train.progress)
-    index = torch.cat(recorder.indices) if recorder.indices else torch.zeros(0, dtype=torch.long)
-
-    meta, _ = encode_batch(samples, prior.use, cfg.data.bad_metadata)
-    meta = torch.from_numpy(meta)[index]
-    valid = meta.any(dim=1)
-    combined = combine_with_image(image_logits, prior_logits(prior, meta, device=device), valid)
-    k = cfg.eval.topk
-    result = {"split": split, "num_samples": len(labels), "missing_metadata": int((~valid).sum()),
-              "image": classification_metrics(image_logits, labels, len(classes), k),
-              "with_prior": classification_metrics(combined, labels, len(classes), k)}
-    log.info("%s: top-1 %.2f image only, %.2f with the prior (%d without metadata)", split,
-             result["image"]["top1"], result["with_prior"]["top1"], result["missing_metadata"])
-    return result
 
 
 # ------------------------------------------------------------------------------ GeoNet-style recipe

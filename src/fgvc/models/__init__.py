@@ -8,7 +8,10 @@ from fgvc.config import Config, build_config
 from fgvc.data.metadata import metadata_dim
 from fgvc.errors import ConfigError
 from fgvc.models.backbones import Backbone
+from fgvc.models.erudite import EruditeMultiStageNet, EruditeNet
+from fgvc.models.fusion import FusionClassifier, build_fusion_head
 from fgvc.models.heads import ImageClassifier
+from fgvc.models.pmsi import MultiStageNet
 
 
 def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
@@ -20,16 +23,12 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
     backbone = Backbone(cfg.model.backbone, cfg.model.pretrained if load_pretrained else None,
                         announce=load_pretrained)
     if cfg.model.head == "multi_stage":
-        from fgvc.models.pmsi import MultiStageNet
-
         ms = cfg.model.multi_stage
         try:
             return MultiStageNet(backbone, num_classes, ms.stages, ms.hidden, ms.channels, ms.interaction)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if cfg.model.head == "erudite":
-        from fgvc.models.erudite import EruditeMultiStageNet, EruditeNet
-
         e, ms = cfg.model.erudite, cfg.model.multi_stage
         try:
             if e.multi_stage:
@@ -41,8 +40,6 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
             raise ConfigError(f"model.erudite: {exc}") from None
     if cfg.model.fusion.name == "none":
         return ImageClassifier(backbone, num_classes, cfg.model.drop_rate)
-    from fgvc.models.fusion import FusionClassifier, build_fusion_head
-
     head = build_fusion_head(cfg.model.fusion, backbone.num_features, metadata_dim(cfg.data.metadata), num_classes)
     return FusionClassifier(backbone, head)
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from fgvc.checkpoint import save_atomic
 from fgvc.config import FusionConfig, build_config
 from fgvc.errors import FgvcError
+from fgvc.models import build_model
 
 BACKBONE_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 HEAD_PREFIXES = ("loc_net.", "loc_att.", "fc.")
@@ -113,9 +115,6 @@ def import_dynamic_mlp_checkpoint(path: str | Path, out_path: str | Path, backbo
     class list, so that ``fgvc evaluate`` on the real data accepts it), else the indices as strings.
     The converted weights are loaded strictly into the fgvc model before anything is written.
     """
-    from fgvc.engine.checkpoint import save_atomic
-    from fgvc.models import build_model
-
     path = Path(path)
     if not path.is_file():
         raise FgvcError(f"checkpoint not found: {path}")
