@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from fgvc.cli import main
+from fgvc.cli.experiments import DEMO_SECTIONS
 from fgvc.config import load_config
-from fgvc.cli import DEMO_SECTIONS
-from fgvc.demo import CTC_EPOCHS, CTC_MODELS, RMG_PMSI_MODELS, SECTIONS, ctc_config, erudite_config, rmg_pmsi_config
+from fgvc.experiments.demo import CTC_EPOCHS, CTC_MODELS, RMG_PMSI_MODELS, SECTIONS, ctc_config, erudite_config, rmg_pmsi_config
 
 
 def test_quick_demo_writes_the_comparison(tmp_path, capsys):

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fgvc.deploy.export import example_inputs, export_onnx, input_names, load_for_export
 from fgvc.engine.report import markdown_table
 from fgvc.errors import FgvcError
-from fgvc.export import example_inputs, export_onnx, input_names, load_for_export
 
 COLUMNS = ["engine", "size", "batch", "threads", "median ms", "p90 ms", "runs", "speed-up"]
 

@@ -29,7 +29,7 @@ from fgvc.config import Config, build_config
 from fgvc.data.synthetic import SynthOptions, write_benchmark
 from fgvc.engine.report import markdown_table
 from fgvc.engine.run import train_and_report
-from fgvc.erudite_protocol import run_mixture, table_rows
+from fgvc.experiments.protocol import run_mixture, table_rows
 
 log = logging.getLogger(__name__)
 

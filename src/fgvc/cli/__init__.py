@@ -1,0 +1,54 @@
+"""The ``fgvc`` command line. Every error a user can cause ends as one line: ``fgvc: error: ...``.
+
+Each command group lives in its own module (``train``, ``data``, ``analyze``, ``deploy``,
+``experiments``) and registers its subcommands; a command imports its code only when it runs, so
+``fgvc --help`` answers without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from fgvc import __version__
+from fgvc.cli import analyze, data, deploy, experiments, train
+from fgvc.errors import FgvcError, one_line
+
+EPILOG = """examples:
+  fgvc demo                                         synthetic data, train, evaluate, report
+  fgvc data synth ~/data/synth                      write the synthetic benchmark
+  fgvc data verify configs/quickstart.yaml          check a dataset without training
+  fgvc train configs/quickstart.yaml optim.lr=0.02  train (key=value overrides any config key)
+  fgvc evaluate configs/quickstart.yaml checkpoint=runs/quickstart/checkpoints/best.pt
+  fgvc predict --checkpoint runs/quickstart/checkpoints/best.pt photo.jpg --lat 45.5 --lon -73.6 --date 2021-06-01
+  fgvc analyze cam --checkpoint runs/quickstart/checkpoints/best.pt a.jpg b.jpg   Grad-CAM grid
+  fgvc export --checkpoint runs/quickstart/checkpoints/best.pt --format onnx   ONNX + parity check
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fgvc", description="Fine-grained visual classification: train, evaluate and analyse "
+        "Dynamic MLP, RMG-PMSI, the erudite model and CTC on real or synthetic data.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fgvc {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (train, deploy, experiments, analyze, data):
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname).1s %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except FgvcError as exc:
+        print(f"fgvc: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fgvc: interrupted", file=sys.stderr)
+        return 130

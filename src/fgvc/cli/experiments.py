@@ -1,0 +1,65 @@
+"""`fgvc demo` and `fgvc protocol erudite`: many runs from configs, one report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fgvc.cli.common import add_config
+from fgvc.errors import FgvcError
+
+DEMO_SECTIONS = ("dynamic_mlp", "rmg_pmsi", "erudite", "ctc")  # experiments.demo.SECTIONS: --help loads no torch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this group's commands to the ``fgvc`` parser."""
+    protocol = sub.add_parser("protocol", help="a paper's multi-run protocol (erudite: every dataset mixture vs Single)")
+    protocol_sub = protocol.add_subparsers(dest="protocol_command", required=True, metavar="PROTOCOL")
+    p = protocol_sub.add_parser("erudite", help="joint variants vs Single on every mixture of data.joint",
+                                description="For every mixture (of --sizes) of the config's data.joint: one "
+                                "image-only model per dataset plus a coarse dataset classifier (Single), and each "
+                                "joint variant; writes <output_dir>/<name>/protocol.md with per-dataset test "
+                                "top-1, the mean and Δ against Single.")
+    add_config(p)
+    p.add_argument("--variants", nargs="+", default=["baseline", "baseline_plus", "baseline_plusplus", "ours"],
+                   help="baseline, baseline_plus, baseline_plusplus, ours, ours_pcgrad, ours_pmg, "
+                   "hierarchical (default: the first four)")
+    p.add_argument("--sizes", nargs="+", type=int, default=[2, 3, 4],
+                   help="mixture sizes (default 2 3 4: the 11 mixtures of four datasets)")
+    p.set_defaults(func=cmd_protocol_erudite)
+
+    p = sub.add_parser("demo", help="synthetic benchmark on a CPU: Dynamic MLP, RMG-PMSI, the erudite model and CTC "
+                       "against their baselines")
+    p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),
+                   help="cache folder for the synthetic benchmark (written if absent)")
+    p.add_argument("--out", default="runs/demo", help="folder for the runs and the demo report")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epoch count")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="one run per model and seed; the table gives mean ± std (default: 0 1 2)")
+    p.add_argument("--sections", nargs="+", choices=DEMO_SECTIONS, default=list(DEMO_SECTIONS),
+                   help="which comparisons to run (default: all); only dynamic_mlp uses every seed, the "
+                   "others the first")
+    p.add_argument("--quick", action="store_true", help="tiny runs (seconds) to check the installation")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_protocol_erudite(args: argparse.Namespace) -> int:
+    from fgvc.config import load_config
+    from fgvc.experiments.protocol import VARIANTS, run_protocol
+
+    cfg = load_config(args.config, args.overrides)
+    if len(cfg.data.joint) < 2:
+        raise FgvcError(f"{args.config}: the protocol needs data.joint with at least 2 datasets")
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        raise FgvcError(f"--variants: unknown {', '.join(unknown)} (one of {', '.join(VARIANTS)})")
+    print(f"protocol report: {run_protocol(cfg, args.variants, tuple(args.sizes))}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fgvc.experiments.demo import run_demo
+
+    run_demo(Path(args.data), Path(args.out), epochs=args.epochs, quick=args.quick, seeds=tuple(args.seeds),
+             sections=tuple(args.sections))
+    return 0

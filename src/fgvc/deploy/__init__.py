@@ -1,0 +1,1 @@
+"""Putting a trained model to work: `fgvc predict`, ONNX export."""

@@ -1,0 +1,1 @@
+"""Multi-run experiments built from configs: `fgvc demo` and the erudite protocol."""
