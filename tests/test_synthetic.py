@@ -353,7 +353,7 @@ def test_rendered_pixels_of_a_seed_are_pinned():
     for domain in DOMAINS:
         genus = make_genus(7, domain, 1, 3)
         for species in range(3):
-            pixels, box = render(domain, genus, species, image_rng(7, domain, species, "train", 0), 40)
+            pixels, box = render(domain, genus, genus.look(species), image_rng(7, domain, species, "train", 0), 40)
             digest.update(pixels.tobytes())
             digest.update(repr(box).encode())
     assert digest.hexdigest() == PINNED_PIXELS

@@ -8,11 +8,12 @@ import os
 import shutil
 from pathlib import Path
 
-from fgvc.data.synthetic.options import SynthOptions
+from fgvc.data.synthetic.options import MECHANISMS, SynthOptions
 from fgvc.data.synthetic.writers import write_inat, write_multidomain
 from fgvc.data.synthetic.writers.common import write_json
 
 FORMAT_VERSION = 1
+_DEFAULTS = dataclasses.asdict(SynthOptions())
 
 
 def write_benchmark(out_dir: str | os.PathLike, opts: SynthOptions | None = None) -> dict:
@@ -47,5 +48,13 @@ def write_benchmark(out_dir: str | os.PathLike, opts: SynthOptions | None = None
 
 
 def _options_json(opts: SynthOptions) -> dict:
-    """The options as they round-trip through JSON (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(opts)))
+    """The options as they round-trip through JSON (tuples become lists).
+
+    A mechanism switch is written only when on: a benchmark written before the switches existed
+    keeps its summary, and stays valid as a cache.
+    """
+    options = dataclasses.asdict(opts)
+    for name in MECHANISMS:
+        if options[name] == _DEFAULTS[name]:
+            del options[name]
+    return json.loads(json.dumps(options))

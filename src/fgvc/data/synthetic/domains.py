@@ -19,12 +19,39 @@ from fgvc.data.synthetic.seeds import key_rng
 BANNER_HEIGHT = 20  # FGVC-Aircraft: the bottom 20 pixel rows are a copyright banner
 
 
+Code = tuple[int, int, int]  # a species' level on each of the three detail axes of its genus
+
+
+@dataclass(frozen=True)
+class Look:
+    """What tells a species apart from its siblings in one image.
+
+    ``code``: the detail levels the domain draws on the object. The benchmark's mechanisms (all off by
+    default) move some of that information elsewhere: ``mark``, a code drawn as one small mark at a
+    random place on the object (local evidence); ``badge``, the level of a part type every domain
+    draws alike (shared cues, transfer target).
+    """
+
+    code: Code
+    mark: Code | None = None
+    badge: int | None = None
+
+
 @dataclass
 class Genus:
     """Shared by the species of a genus: shape and palette (in ``params``) and the detail tables."""
 
     params: dict
-    codes: list[tuple[int, int, int]]  # per species: its level on each of the three detail axes
+    codes: list[Code]  # per species: its level on each of the three detail axes
+
+    @property
+    def levels(self) -> int:
+        """How many levels each detail axis has."""
+        return code_levels(len(self.codes))
+
+    def look(self, species: int) -> Look:
+        """The species as the default benchmark draws it: its own code, on the object."""
+        return Look(self.codes[species])
 
 
 @dataclass(frozen=True)
@@ -33,18 +60,24 @@ class Domain:
 
     name: str
     make_genus: Callable[[np.random.Generator], dict]
-    make_parts: Callable[[dict, tuple[int, int, int], float], list[Part]]
+    make_parts: Callable[[dict, Code, float], list[Part]]
     background: Callable[[np.random.Generator, int, int, float], np.ndarray]
     rotation: float  # max |rotation| in radians at nuisance 1
     flip: bool  # random horizontal flips
     scale: tuple[float, float]  # object scale on the canvas
 
 
-def _species_codes(rng: np.random.Generator, n: int) -> list[tuple[int, int, int]]:
-    """Distinct detail levels for n species on three axes; siblings may differ on a single axis."""
+def code_levels(n: int) -> int:
+    """Levels per detail axis for n species: the fewest (at least 2) that give each its own code."""
     levels = 2
     while levels**3 < n:
         levels += 1
+    return levels
+
+
+def _species_codes(rng: np.random.Generator, n: int) -> list[Code]:
+    """Distinct detail levels for n species on three axes; siblings may differ on a single axis."""
+    levels = code_levels(n)
     chosen = rng.choice(levels**3, size=n, replace=False)
     return [(int(c % levels), int(c // levels % levels), int(c // levels**2)) for c in chosen]
 
@@ -73,7 +106,7 @@ def _insect_genus(rng: np.random.Generator) -> dict:
     }
 
 
-def _insect_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
+def _insect_parts(g: dict, code: Code, strength: float) -> list[Part]:
     spots, patch, stripes = code
     L, W = g["length"], g["length"] * g["width"]
     dark = g["dark"]
@@ -132,7 +165,7 @@ def _bird_genus(rng: np.random.Generator) -> dict:
     }
 
 
-def _bird_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
+def _bird_parts(g: dict, code: Code, strength: float) -> list[Part]:
     crown, bars, mark = code
     rx, ry, hr = g["body_rx"], g["body_ry"], g["head_r"]
     hx, hy = rx * 0.85, -ry * 0.9
@@ -190,7 +223,7 @@ def _car_genus(rng: np.random.Generator) -> dict:
     }
 
 
-def _car_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
+def _car_parts(g: dict, code: Code, strength: float) -> list[Part]:
     pillars, lamp, decal = code
     L, H = g["length"], g["height"]
     top = -H * 0.8
@@ -247,7 +280,7 @@ def _aircraft_genus(rng: np.random.Generator) -> dict:
     }
 
 
-def _aircraft_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
+def _aircraft_parts(g: dict, code: Code, strength: float) -> list[Part]:
     tail, bands, tips = code
     L, W, wy, span = g["length"], g["width"], g["wing_y"], g["span"]
     tail_colour = shift(g["accent"], g["tail_dir"], 0.5 * strength * _level(tail))
@@ -307,7 +340,7 @@ def _flower_genus(rng: np.random.Generator) -> dict:
     }
 
 
-def _flower_parts(g: dict, code: tuple[int, int, int], strength: float) -> list[Part]:
+def _flower_parts(g: dict, code: Code, strength: float) -> list[Part]:
     centre, rings, halo = code
     ring_colour = shift(g["petal"], g["ring_dir"], 0.25 * min(strength, 1.5))
     return [

@@ -21,7 +21,7 @@ class Range:
     spread: float  # standard deviation in fractions of the year (wrapped around the year)
 
 
-def _habitats(seed: int, count: int, min_sep_deg: float = 40.0) -> list[tuple[float, float]]:
+def habitats(seed: int, count: int, min_sep_deg: float = 40.0) -> list[tuple[float, float]]:
     """Centres shared by all genera, drawn one by one (each from its own key, rejecting close ones)."""
     centres: list[np.ndarray] = []
     out = []
@@ -50,7 +50,7 @@ def species_ranges(seed: int, genera: int, species_per_genus: int) -> list[Range
     """
     n_h = math.ceil(math.sqrt(species_per_genus))
     n_s = math.ceil(species_per_genus / n_h)
-    pool = _habitats(seed, n_h + 1)
+    pool = habitats(seed, n_h + 1)
     ranges = []
     for g in range(genera):
         rng = key_rng(seed, "inat", "range", g, species_per_genus)
@@ -74,8 +74,14 @@ def _unit_vector(lat: float, lon: float) -> np.ndarray:
 
 def sample_location(rng: np.random.Generator, r: Range) -> tuple[float, float]:
     """A point from a blob: a Gaussian step in the tangent plane at the centre, back onto the sphere."""
+    return sample_place(rng, r)[1:]
+
+
+def sample_place(rng: np.random.Generator, r: Range) -> tuple[int, float, float]:
+    """``sample_location`` that also says which blob the point came from (its index in ``r.blobs``)."""
     weights = np.array([b[3] for b in r.blobs])
-    lat, lon, sigma, _ = r.blobs[int(rng.choice(len(r.blobs), p=weights / weights.sum()))]
+    blob = int(rng.choice(len(r.blobs), p=weights / weights.sum()))
+    lat, lon, sigma, _ = r.blobs[blob]
     c = _unit_vector(lat, lon)
     e1 = np.cross([0.0, 0.0, 1.0], c)
     e1 /= np.linalg.norm(e1)
@@ -83,7 +89,7 @@ def sample_location(rng: np.random.Generator, r: Range) -> tuple[float, float]:
     step = np.radians(sigma) * rng.normal(size=2)
     p = c + step[0] * e1 + step[1] * e2
     p /= np.linalg.norm(p)
-    return math.degrees(math.asin(p[2])), math.degrees(math.atan2(p[1], p[0]))
+    return blob, math.degrees(math.asin(p[2])), math.degrees(math.atan2(p[1], p[0]))
 
 
 def sample_date(rng: np.random.Generator, r: Range, first_year: int, last_year: int) -> dt.datetime:

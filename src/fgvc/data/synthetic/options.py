@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fgvc.data.synthetic.domains import code_levels
+from fgvc.data.synthetic.mechanisms import BADGE_COLOURS
 from fgvc.errors import ConfigError
 
 MULTI_DOMAINS = ("cub", "cars", "aircraft", "flowers")
+# The switches of docs/synthetic.md, each off by default.
+MECHANISMS = ("regional_appearance", "local_evidence", "shared_cues", "transfer_target")
 
 
 @dataclass
@@ -46,6 +50,20 @@ class SynthOptions:
     # Amplitude of the per-image nuisances (pose, scale, clutter, lighting, noise): 0 turns them off.
     nuisance: float = 1.0
 
+    # The mechanisms the methods rely on, each off by default (docs/synthetic.md says what each tests).
+    # iNat domain, Dynamic MLP: siblings are paired; a pair shares two regions and a season, and each
+    # shows the other's details in the second region, so a detail means a different species there.
+    regional_appearance: bool = False
+    # Every domain, RMG-PMSI: siblings look alike on the whole object and differ only by one small mark
+    # (a few per cent of the object) at a random place on it.
+    local_evidence: bool = False
+    # Multi-domain, the erudite model: one detail axis of every domain is drawn as a part type (a
+    # badge) that looks the same in all domains; the other two stay each domain's own.
+    shared_cues: bool = False
+    # Multi-domain, CTC: this domain's (the transfer target's) first detail axis is drawn as the badge,
+    # and every other domain carries the badge at a random level, unrelated to its classes.
+    transfer_target: str = ""
+
     def __post_init__(self) -> None:
         self.domains = tuple(self.domains)
         self.validate()
@@ -82,4 +100,15 @@ class SynthOptions:
             raise ConfigError("synthetic option domains must be a non-empty subset of "
                               f"{', '.join(MULTI_DOMAINS)}, "
                               f"got {', '.join(self.domains) or 'nothing'}")
+        if self.transfer_target and self.transfer_target not in self.domains:
+            raise ConfigError(f"synthetic option transfer_target must be one of the written domains "
+                              f"({', '.join(self.domains)}) or empty, got {self.transfer_target}")
+        if (self.shared_cues or self.transfer_target) and \
+                code_levels(self.domain_species_per_genus) > len(BADGE_COLOURS):
+            raise ConfigError("synthetic option domain_species_per_genus must be at most "
+                              f"{len(BADGE_COLOURS) ** 3} with a badge ({len(BADGE_COLOURS)} colours), "
+                              f"got {self.domain_species_per_genus}")
+        if self.transfer_target and self.shared_cues:
+            raise ConfigError("synthetic options shared_cues and transfer_target both draw the badge: "
+                              "choose one")
 

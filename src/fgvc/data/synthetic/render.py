@@ -8,19 +8,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fgvc.data.synthetic.domains import DOMAINS, Genus
+from fgvc.data.synthetic.domains import DOMAINS, Genus, Look
 from fgvc.data.synthetic.draw import Box, canvas_map, grid, paint
+from fgvc.data.synthetic.mechanisms import badge_parts, mark_parts
 
 
-def render(domain: str, genus: Genus, species: int, rng: np.random.Generator, size: int,
+def render(domain: str, genus: Genus, look: Look, rng: np.random.Generator, size: int,
            strength: float = 1.0, nuisance: float = 1.0) -> tuple[np.ndarray, Box]:
-    """Draw one image (uint8 HxWx3) and the object's box (x, y, w, h) in pixels.
+    """Draw one image (uint8 HxWx3) of a species of ``genus`` showing ``look`` (``genus.look(species)``
+    by default) and the object's box (x, y, w, h) in pixels.
 
     The nuisances are drawn here, per image: background and clutter, pose (rotation, flip, scale,
     position), per-part colour variation, lighting (gain, colour cast, gradient) and sensor noise.
     """
     d = DOMAINS[domain]
-    parts = d.make_parts(genus.params, genus.codes[species], strength)
+    parts = d.make_parts(genus.params, look.code, strength)
     img = d.background(rng, size, size, nuisance).astype(np.float32)
     angle = rng.uniform(-1, 1) * d.rotation * min(nuisance, 1.0)
     lo, hi = d.scale
@@ -31,6 +33,10 @@ def render(domain: str, genus: Genus, species: int, rng: np.random.Generator, si
     turn = np.array([[flip * c, flip * s], [-s, c]]) / scale  # canvas offset -> object coordinates
     canvas = canvas_map(size)
     to_object = np.hstack([turn @ canvas[:, :2], (turn @ (canvas[:, 2] - shift))[:, None]])
+    if look.badge is not None:
+        parts += badge_parts(parts, look.badge, strength)
+    if look.mark is not None:  # drawn after the pose, so siblings rendered from one generator share it
+        parts += mark_parts(parts, look.mark, genus.levels, rng, strength)
     jitter = rng.normal(0, 0.035 * nuisance, (len(parts), 3)).astype(np.float32)
     cover = paint(img, parts, to_object, jitter)
     img = _light(img, rng, nuisance)

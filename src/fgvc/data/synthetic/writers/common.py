@@ -16,6 +16,7 @@ import scipy.io
 
 from fgvc.data.synthetic.domains import copyright_banner, make_genus
 from fgvc.data.synthetic.draw import Box
+from fgvc.data.synthetic.mechanisms import species_look
 from fgvc.data.synthetic.names import epithets, unique_words
 from fgvc.data.synthetic.options import SynthOptions
 from fgvc.data.synthetic.render import render
@@ -43,7 +44,8 @@ def domain_images(opts: SynthOptions, domain: str, banner: bool = False) -> list
         for i in range(n):
             split = "test" if i >= n - n_test else ("val" if i >= n - 2 * n_test else "train")
             rng = image_rng(opts.seed, domain, cls, "train", i)  # the split is a view, not part of the key
-            pixels, box = render(domain, genera[g], j, rng, opts.size, opts.detail_strength, opts.nuisance)
+            look = species_look(opts, domain, genera[g], j, cls, i)
+            pixels, box = render(domain, genera[g], look, rng, opts.size, opts.detail_strength, opts.nuisance)
             if banner:
                 strip = (copyright_banner(rng, opts.size) * 255).astype(np.uint8)
                 pixels = np.concatenate([pixels, strip], axis=0)

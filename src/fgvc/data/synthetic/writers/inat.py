@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from fgvc.data.synthetic.domains import Genus, make_genus
-from fgvc.data.synthetic.geography import Range, sample_date, sample_location, species_ranges
+from fgvc.data.synthetic.geography import Range, sample_date, sample_place
+from fgvc.data.synthetic.mechanisms import inat_ranges, species_look
 from fgvc.data.synthetic.names import epithets, unique_words
 from fgvc.data.synthetic.options import SynthOptions
 from fgvc.data.synthetic.render import render, save_jpeg
@@ -47,15 +48,20 @@ def inat_categories(opts: SynthOptions) -> list[dict]:
 
 def _inat_image(opts: SynthOptions, genera: list[Genus], ranges: list[Range], cat: dict, split: str,
                 index: int, image_id: int, out_dir: Path) -> dict:
-    """Render, save and describe one iNat image; the metadata comes from the class' range."""
+    """Render, save and describe one iNat image; the metadata comes from the class' range.
+
+    Pixels and metadata draw from two generators, so drawing the place first (regional appearance
+    needs it to choose the look) changes neither.
+    """
     g, j = divmod(cat["id"], opts.species_per_genus)
     key = key_seed(opts.seed, "inat", cat["id"], SPLIT_IDS[split], index)
     pixel_rng, meta_rng = (np.random.default_rng(s) for s in key.spawn(2))
-    pixels, _ = render("inat", genera[g], j, pixel_rng, opts.size, opts.detail_strength, opts.nuisance)
     name = uuid.UUID(bytes=meta_rng.bytes(16), version=4)
+    blob, lat, lon = sample_place(meta_rng, ranges[cat["id"]])
+    look = species_look(opts, "inat", genera[g], j, cat["id"], index, blob)
+    pixels, _ = render("inat", genera[g], look, pixel_rng, opts.size, opts.detail_strength, opts.nuisance)
     file_name = f"{split}/{cat['image_dir_name']}/{name}.jpg"
     save_jpeg(out_dir / file_name, pixels, opts.jpeg_quality)
-    lat, lon = sample_location(meta_rng, ranges[cat["id"]])
     when = sample_date(meta_rng, ranges[cat["id"]], opts.first_year, opts.last_year)
     uncertainty = int(np.exp(meta_rng.uniform(np.log(5), np.log(5000))))
     missing = meta_rng.integers(3) if meta_rng.random() < opts.missing_metadata_fraction else None
@@ -94,7 +100,7 @@ def write_inat(out_dir: str | os.PathLike, opts: SynthOptions | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     cats = inat_categories(opts)
     genera = [make_genus(opts.seed, "inat", g, opts.species_per_genus) for g in range(opts.genera)]
-    ranges = species_ranges(opts.seed, opts.genera, opts.species_per_genus)
+    ranges = inat_ranges(opts)
     files: dict[str, tuple[list[dict], list[int]]] = {s: ([], []) for s in ("train", "train_mini", "val")}
     next_id = 0
     for split, per_class in (("train", opts.train_per_class), ("val", opts.val_per_class)):
