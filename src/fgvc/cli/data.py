@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="write the synthetic benchmark, verify a dataset, or shard it")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     p = data_sub.add_parser("synth", help="write the procedural benchmark in the real on-disk formats",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            description="Write the procedural benchmark: OUT_DIR/inat (iNaturalist-2021 "
+                            "layout, with location and date) and OUT_DIR/multi/<domain> (CUB, Cars, "
+                            "FGVC-Aircraft, Flowers-102 layouts), and OUT_DIR/synth.json; nothing is "
+                            "rewritten when synth.json already matches. docs/synthetic.md describes it.")
     p.add_argument("out_dir")
     _add_synth_options(p)
     p.set_defaults(func=cmd_data_synth)
@@ -82,17 +85,19 @@ def cmd_data_shard(args: argparse.Namespace) -> int:
 
 
 def _add_synth_options(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per field of ``SynthOptions`` (its comments are the help)."""
+    """One ``--flag`` per field of ``SynthOptions``, with the field's help and default."""
     from fgvc.data.synthetic import SynthOptions
 
     for field in dataclasses.fields(SynthOptions):
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        default, help = field.default, field.metadata.get("help", "")
         flag = "--" + field.name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, dest=field.name, default=default, action=argparse.BooleanOptionalAction)
-        elif isinstance(default, (tuple, list)):
-            parser.add_argument(flag, dest=field.name, default=default, nargs="+",
-                                type=type(default[0]) if default else str, help=f"default: {' '.join(map(str, default))}")
+        if isinstance(default, bool):  # --flag / --no-flag
+            parser.add_argument(flag, dest=field.name, default=default, action=argparse.BooleanOptionalAction,
+                                help=f"{help} (default: {'on' if default else 'off'})")
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, dest=field.name, default=default, nargs="+", metavar="NAME",
+                                help=f"{help} (default: {' '.join(default)})")
         else:
+            shown = f"{default:g}" if isinstance(default, float) else default if default != "" else "off"
             parser.add_argument(flag, dest=field.name, default=default, type=type(default),
-                                help=f"default: {default}")
+                                help=f"{help} (default: {shown})")

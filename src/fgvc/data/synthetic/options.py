@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fgvc.data.synthetic.domains import code_levels
 from fgvc.data.synthetic.mechanisms import BADGE_COLOURS
@@ -13,56 +13,52 @@ MULTI_DOMAINS = ("cub", "cars", "aircraft", "flowers")
 MECHANISMS = ("regional_appearance", "local_evidence", "shared_cues", "transfer_target")
 
 
+def _option(default: object, help: str) -> object:
+    """A field whose ``help`` is what ``fgvc data synth --help`` says about it."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class SynthOptions:
     """Everything that decides the benchmark; the CLI exposes each field as ``--field-name``."""
 
-    # Master seed: same options -> byte-identical annotation files and identical pixels.
-    seed: int = 0
-    # Side of the square images in pixels (aircraft images get BANNER_HEIGHT extra rows).
-    size: int = 64
-    # JPEG quality of the written images.
-    jpeg_quality: int = 90
-    # iNat domain: number of genera and of species per genus (classes = genera * species_per_genus).
-    genera: int = 8
-    species_per_genus: int = 4
-    # iNat domain: images per class in train.json, in train_mini.json (a subset of train) and in val.json.
-    train_per_class: int = 25
-    train_mini_per_class: int = 10
-    val_per_class: int = 8
-    # iNat domain: share of images with missing metadata (null location, null date, or both).
-    missing_metadata_fraction: float = 0.1
-    # iNat domain: observation dates are spread over these years (inclusive; 2016 and 2020 are leap years).
-    first_year: int = 2016
-    last_year: int = 2020
-    # Multi-domain: which domains to write (any of cub, cars, aircraft, flowers).
-    domains: tuple[str, ...] = MULTI_DOMAINS
-    # Multi-domain: genera and species per genus in each domain, and images per class.
-    domain_genera: int = 3
-    domain_species_per_genus: int = 3
-    domain_images_per_class: int = 30
-    # Multi-domain: share of each class's images in the test split; formats with an official
-    # validation split (aircraft, flowers) take the same share again for val.
-    domain_test_fraction: float = 1 / 3
-    # Visibility of the species-level details (colour steps, stripe and spot contrast): 0 makes
-    # species of a genus indistinguishable from pixels, larger values make them easier.
-    detail_strength: float = 1.0
-    # Amplitude of the per-image nuisances (pose, scale, clutter, lighting, noise): 0 turns them off.
-    nuisance: float = 1.0
+    seed: int = _option(0, "master seed: the same options give byte-identical annotation files and pixels")
+    size: int = _option(64, "side of the square images in pixels (aircraft images get a 20-row banner more)")
+    jpeg_quality: int = _option(90, "JPEG quality of the written images")
+    genera: int = _option(8, "iNat domain: genera (classes = genera x species per genus)")
+    species_per_genus: int = _option(4, "iNat domain: species per genus")
+    train_per_class: int = _option(25, "iNat domain: images per class in train.json")
+    train_mini_per_class: int = _option(10, "iNat domain: of those, images per class in train_mini.json")
+    val_per_class: int = _option(8, "iNat domain: images per class in val.json")
+    missing_metadata_fraction: float = _option(
+        0.1, "iNat domain: share of images with missing metadata (null location, null date, or both)")
+    first_year: int = _option(2016, "iNat domain: first year of the observation dates")
+    last_year: int = _option(2020, "iNat domain: last year of the observation dates (inclusive)")
+    domains: tuple[str, ...] = _option(MULTI_DOMAINS, "multi-domain: which domains to write")
+    domain_genera: int = _option(3, "multi-domain: genera per domain")
+    domain_species_per_genus: int = _option(3, "multi-domain: species per genus")
+    domain_images_per_class: int = _option(30, "multi-domain: images per class, all splits together")
+    domain_test_fraction: float = _option(
+        1 / 3, "multi-domain: share of each class's images in test (aircraft and flowers: as many in val)")
+    detail_strength: float = _option(
+        1.0, "visibility of the species-level details: 0 makes the species of a genus indistinguishable "
+        "from pixels, larger values make them easier")
+    nuisance: float = _option(
+        1.0, "amplitude of the per-image nuisances (pose, scale, clutter, lighting, noise); 0 turns them off")
 
     # The mechanisms the methods rely on, each off by default (docs/synthetic.md says what each tests).
-    # iNat domain, Dynamic MLP: siblings are paired; a pair shares two regions and a season, and each
-    # shows the other's details in the second region, so a detail means a different species there.
-    regional_appearance: bool = False
-    # Every domain, RMG-PMSI: siblings look alike on the whole object and differ only by one small mark
-    # (a few per cent of the object) at a random place on it.
-    local_evidence: bool = False
-    # Multi-domain, the erudite model: one detail axis of every domain is drawn as a part type (a
-    # badge) that looks the same in all domains; the other two stay each domain's own.
-    shared_cues: bool = False
-    # Multi-domain, CTC: this domain's (the transfer target's) first detail axis is drawn as the badge,
-    # and every other domain carries the badge at a random level, unrelated to its classes.
-    transfer_target: str = ""
+    regional_appearance: bool = _option(
+        False, "iNat domain (Dynamic MLP): siblings come in pairs sharing two regions and a season, and in "
+        "the second region each shows its partner's details: a detail means another species there")
+    local_evidence: bool = _option(
+        False, "every domain (RMG-PMSI): siblings look alike on the whole object and differ only by one "
+        "small mark (a few per cent of the object) at a random place on it")
+    shared_cues: bool = _option(
+        False, "multi-domain (the erudite model): one detail axis of every domain is drawn as a badge that "
+        "looks the same in all domains; the other two stay each domain's own")
+    transfer_target: str = _option(
+        "", "multi-domain (CTC): this domain's first detail axis is drawn as the badge, and every other "
+        "domain carries the badge at a random level, unrelated to its classes")
 
     def __post_init__(self) -> None:
         self.domains = tuple(self.domains)
