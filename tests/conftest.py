@@ -50,3 +50,11 @@ def tiny_tree(root: Path, output_dir: Path, **sections) -> dict:
 
 def tiny_config(root: Path, output_dir: Path, **sections):
     return build_config(tiny_tree(root, output_dir, **sections))
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> dict:
+    """Real tiny runs (image-only, PMSI multi-stage, Dynamic MLP fusion) for the deployment tests."""
+    from _deploy import train_runs
+
+    return train_runs(tmp_path_factory.mktemp("trained"))

@@ -102,9 +102,31 @@ def _logits(model: nn.Module, inputs: tuple[torch.Tensor, ...], num_classes: int
     return out
 
 
-def deployment_info(ckpt: dict, cfg, checkpoint_path: str | Path, size: int, opset: int,
-                    dynamic_batch: bool, exporter: str) -> dict:
-    """What a deployment needs to feed the model and read its output (the ONNX metadata_props)."""
+def data_at_size(data_cfg, size: int):
+    """The data config evaluated at ``size`` px: a square ``resize`` scales with it (512 -> 448 becomes
+    256 -> 224), a short-side resize keeps its ``crop_pct``."""
+    if size == data_cfg.image_size:
+        return data_cfg
+    resize = round(data_cfg.resize * size / data_cfg.image_size) if data_cfg.resize else None
+    return data_cfg.model_copy(update={"image_size": size, "resize": resize})
+
+
+def preprocessing_info(data_cfg) -> dict:
+    """fgvc's eval transform of ``data_cfg`` in words and numbers, for code that does not run fgvc."""
+    size = data_cfg.image_size
+    return {
+        "colour": "RGB",
+        **({"resize_square": data_cfg.resize} if data_cfg.resize
+           else {"resize_short_side": round(size / data_cfg.crop_pct)}),
+        "resize": "bilinear, antialiased", "centre_crop": size, "scale": "pixel / 255",
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "layout": "NCHW",
+        "note": "image = (pixel / 255 - mean) / std per channel, as fgvc's eval_transform"}
+
+
+def deployment_info(ckpt: dict, cfg, checkpoint_path: str | Path, size: int, opset: int | None = None,
+                    dynamic_batch: bool = True, exporter: str | None = None) -> dict:
+    """What a deployment needs to feed the model and read its output (the ONNX metadata_props): classes,
+    preprocessing at ``size``, inputs, outputs, the model and the resolved config it was trained with."""
     classes = [str(c) for c in ckpt.get("classes") or []]
     batch = "batch" if dynamic_batch else 1
     inputs = {"image": {"shape": [batch, 3, size, size], "dtype": "float32"}}
@@ -115,23 +137,20 @@ def deployment_info(ckpt: dict, cfg, checkpoint_path: str | Path, size: int, ops
             "encoding": "lat/90, lon/180 (geo) then date as a fraction of its year mapped to [-1, 1] "
                         "(temporal), in that order; the vector is [sin(pi*x)...] + [cos(pi*x)...]; all zeros "
                         "when missing (fgvc.data.metadata.encode_metadata)"}
-    return {
+    info = {
         "classes": classes,
-        "preprocessing": {
-            "colour": "RGB",
-            **({"resize_square": cfg.data.resize} if cfg.data.resize
-               else {"resize_short_side": round(size / cfg.data.crop_pct)}),
-            "resize": "bilinear, antialiased", "centre_crop": size, "scale": "pixel / 255",
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "layout": "NCHW",
-            "note": "image = (pixel / 255 - mean) / std per channel, as fgvc's eval_transform"},
+        "preprocessing": preprocessing_info(data_at_size(cfg.data, size)),
         "inputs": inputs,
         "outputs": {"logits": {
             "shape": [batch, len(classes)], "dtype": "float32",
             "note": "unnormalised scores, index i = classes[i]; softmax gives probabilities"}},
         "model": {"backbone": cfg.model.backbone, "head": cfg.model.head, "fusion": cfg.model.fusion.name,
                   "dataset": ckpt.get("dataset"), "checkpoint": str(checkpoint_path)},
-        "export": {"exporter": exporter, "opset": opset, "torch": torch.__version__, "fgvc": __version__},
+        "config": cfg.model_dump(mode="json"),
     }
+    if exporter is not None:
+        info["export"] = {"exporter": exporter, "opset": opset, "torch": torch.__version__, "fgvc": __version__}
+    return info
 
 
 def _torch_export(model: nn.Module, inputs: tuple, path: Path, names: list[str], opset: int,
@@ -190,14 +209,18 @@ def _opset(model) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _write_metadata(model, onnx_path: Path, info: dict) -> None:
+def write_export_info(onnx_path: str | Path, info: dict, model=None) -> None:
+    """Write ``info`` into the file's ``metadata_props`` (one JSON value per key, replacing what was there)
+    and into its sidecar ``<file>.json``; ``model``: the file's ModelProto when already loaded."""
     import onnx
 
+    model = onnx.load(str(onnx_path)) if model is None else model
     del model.metadata_props[:]
     for key, value in info.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     onnx.save(model, str(onnx_path))
+    sidecar_path(onnx_path).write_text(json.dumps(info, indent=2))
 
 
 def export_onnx(checkpoint_path: str | Path, out_path: str | Path, image_size: int | None = None,
@@ -236,8 +259,7 @@ def export_onnx(checkpoint_path: str | Path, out_path: str | Path, image_size: i
         out.unlink(missing_ok=True)
         sidecar_path(out).unlink(missing_ok=True)  # a previous export's description would now be wrong
         raise
-    _write_metadata(written, out, info)
-    sidecar_path(out).write_text(json.dumps(info, indent=2))
+    write_export_info(out, info, written)
     log.info("exported %s (%s, opset %d): parity max |diff| %.2e", out, exporter, info["export"]["opset"],
              info["parity"]["max_abs_diff"])
     return out
