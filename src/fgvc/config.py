@@ -137,7 +137,9 @@ class EruditeConfig(Section):
 
 class ModelConfig(Section):
     backbone: str = "resnet50"  # any timm model name
-    pretrained: str | None = None  # None: random init; "hub": timm's hub weights; else a local file
+    # None: random init; "hub": timm's hub weights; "synthetic": the shipped weights of `fgvc pretrain`
+    # (synthetic upstream set, offline); else a local file
+    pretrained: str | None = None
     drop_rate: float = Field(0.0, ge=0, lt=1)  # dropout before the classifier
     # multi_stage: PMG / RMG-PMSI classifiers per stage; erudite: experts, gate, attention (joint data)
     head: Literal["linear", "multi_stage", "erudite"] = "linear"

@@ -13,6 +13,7 @@ import sys
 
 from fgvc import __version__
 from fgvc.cli import analyze, data, deploy, experiments, train
+from fgvc.cli.threads import thread_policy
 from fgvc.errors import FgvcError, one_line
 
 EPILOG = """examples:
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    thread_policy()  # before any command imports torch
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname).1s %(message)s", stream=sys.stderr)

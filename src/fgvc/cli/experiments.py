@@ -1,4 +1,4 @@
-"""`fgvc demo` and `fgvc protocol erudite`: many runs from configs, one report."""
+"""`fgvc demo`, `fgvc protocol erudite` and `fgvc pretrain`: many runs from configs, one report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fgvc.cli.common import add_config
 from fgvc.errors import FgvcError
 
 DEMO_SECTIONS = ("dynamic_mlp", "rmg_pmsi", "erudite", "ctc")  # experiments.demo.SECTIONS: --help loads no torch
+PRETRAIN_EPOCHS = 12  # experiments.pretrain.PRETRAIN_EPOCHS (a test keeps the two equal)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny runs (seconds) to check the installation")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("pretrain", help="train the demo backbone offline on a large synthetic upstream set "
+                       "(the shipped model.pretrained=synthetic weights)",
+                       description="Write the upstream set (the synthetic benchmark with its own seed and "
+                       "many more genera, none of them a downstream class), train one image-only model on all "
+                       "its species, and save the backbone without its classifier as OUT/<backbone>-synthetic"
+                       ".safetensors, the command in its metadata. Deterministic: the same command writes the "
+                       "same bytes on the same kind of machine. To ship the result, copy it into "
+                       "src/fgvc/models/weights/.")
+    p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "upstream"),
+                   help="cache folder for the upstream set (written if absent)")
+    p.add_argument("--out", default="runs/pretrain", help="folder for the run and the weights file")
+    p.add_argument("--backbone", default="test_resnet", help="timm model name (default: test_resnet)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs over the upstream set (default: {PRETRAIN_EPOCHS}, 1 with --tiny)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads; part of the result, as float sums split differently (default: 2)")
+    p.add_argument("--tiny", action="store_true",
+                   help="a tiny upstream set at 32 px: checks the command and its reproducibility in seconds")
+    p.set_defaults(func=cmd_pretrain)
+
 
 def cmd_protocol_erudite(args: argparse.Namespace) -> int:
     from fgvc.config import load_config
@@ -62,4 +84,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(Path(args.data), Path(args.out), epochs=args.epochs, quick=args.quick, seeds=tuple(args.seeds),
              sections=tuple(args.sections))
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from fgvc.experiments.pretrain import PretrainSettings, pretrain, sha256
+
+    epochs = args.epochs or (1 if args.tiny else PRETRAIN_EPOCHS)
+    settings = PretrainSettings(args.backbone, epochs, args.seed, args.threads, args.tiny)
+    path = pretrain(Path(args.data), Path(args.out), settings)
+    print(f"pretrained backbone: {path}\nsha256 {sha256(path)}\nreproduce: {settings.command()}")
     return 0

@@ -2,8 +2,10 @@
 
 ``pretrained`` says where weights come from and the log says which one happened:
 ``None`` — random init; ``"hub"`` — timm's own pretrained weights (needs the Hugging Face hub or a
-populated cache); any other string — a local checkpoint file (a timm/torchvision state dict, possibly
-wrapped in ``state_dict``/``model`` and prefixed ``module.``). Classifier weights in the file are ignored.
+populated cache); ``"synthetic"`` — the weights shipped in ``fgvc/models/weights/``, trained offline by
+``fgvc pretrain`` on the synthetic upstream set (only for the backbones listed there); any other string —
+a local checkpoint file (a timm/torchvision state dict, possibly wrapped in ``state_dict``/``model`` and
+prefixed ``module.``). Classifier weights in the file are ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +20,19 @@ from torch import nn
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
+
+SHIPPED_WEIGHTS = Path(__file__).with_name("weights")  # <backbone>-synthetic.safetensors, from fgvc pretrain
+
+
+def shipped_weights(name: str) -> Path:
+    """The shipped synthetic-upstream weights of backbone ``name`` (``model.pretrained=synthetic``)."""
+    path = SHIPPED_WEIGHTS / f"{name}-synthetic.safetensors"
+    if not path.is_file():
+        have = sorted(p.name.removesuffix("-synthetic.safetensors")
+                      for p in SHIPPED_WEIGHTS.glob("*-synthetic.safetensors"))
+        raise FgvcError(f"model.pretrained=synthetic: no shipped weights for '{name}' (shipped for: "
+                        f"{', '.join(have) or 'none'}); `fgvc pretrain --backbone {name}` trains them")
+    return path
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
@@ -66,7 +81,9 @@ def create_timm(name: str, pretrained: str | None, announce: bool = True, **kwar
         log.info("backbone weights: timm hub weights for %s", name)
         return model
     model = timm.create_model(name, pretrained=False, **kwargs)
-    if pretrained:
+    if pretrained == "synthetic":
+        load_backbone_weights(model, shipped_weights(name))
+    elif pretrained:
         load_backbone_weights(model, pretrained)
     elif announce:
         log.info("backbone weights: random init for %s (set model.pretrained to a file or 'hub')", name)
