@@ -63,8 +63,13 @@ class DataConfig(Section):
     image_size: int = Field(224, ge=16)
     crop_pct: float = Field(0.875, gt=0, le=1)  # eval: resize to image_size / crop_pct, centre crop
     resize: int | None = Field(None, ge=16)  # square resize first (PMG/RMG-PMSI 512): train random crop, eval centre
+    crop_padding: int = Field(0, ge=0)  # with resize: zero padding (px) around the random crop (PMG's release: 8)
     min_scale: float = Field(0.08, gt=0, le=1)  # random-resized-crop scale range (min, 1)
     hflip: bool = True
+    # per-channel normalisation of the [0, 1] pixels; ImageNet's by default (PMG's release: 0.5 and 0.5)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (
+        0.229, 0.224, 0.225)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)  # None: 2 x batch_size
     num_workers: int = Field(2, ge=0)
@@ -91,6 +96,9 @@ class DataConfig(Section):
                                  "(random access), which streamed shards do not give; train from the files")
         elif not self.root:
             raise ValueError("data.root is required: the dataset folder (or manifest file)")
+        if self.crop_padding and not self.resize:
+            raise ValueError("data.crop_padding pads the random crop taken after the square resize: set data.resize "
+                             "too (PMG's release: resize 550, crop 448, padding 8)")
         return self
 
 
@@ -120,6 +128,7 @@ class MultiStageConfig(Section):
     hidden: int = Field(512, ge=1)  # smooth-conv, mutual-vector and classifier hidden width
     channels: int | None = Field(None, ge=1)  # c per stage; None: half the deepest map's channels
     interaction: bool = True  # the M of RMG-PMSI (multi-stage interaction); False: PMG's heads
+    bn_momentum: float = Field(0.1, gt=0, le=1)  # smooth-conv BatchNorm momentum (PyTorch's; both releases: 0.01)
 
 
 class EruditeConfig(Section):
@@ -162,6 +171,10 @@ class MethodConfig(Section):
     # jigsaw: PMG's 2^(S-n+1) x 2^(S-n+1) jigsaw; cutmix / mixup / snapmix: a fresh mix per phase
     # (Table IV); none: the original image
     augment: Literal["rmg", "jigsaw", "cutmix", "mixup", "snapmix", "none"] = "rmg"
+    # progressive rmg / jigsaw: per_image = a fresh uniform patch order for every image; release = one
+    # order for the whole batch, drawn as both released generators draw it (every patch moves)
+    patch_order: Literal["per_image", "release"] = "per_image"
+    concat_loss_weight: float = Field(1.0, gt=0)  # progressive: the last (whole-image) phase's loss x this (releases: 2)
     mix_alpha: float = Field(1.0, gt=0)  # progressive with cutmix / mixup / snapmix: Beta(alpha, alpha)
     # erudite: how the attention parameters learn. maml: stage II with the meta loss (Ours);
     # pcgrad: stage II with PCGrad over the datasets (Ours_PCGrad); none: with everything else
@@ -201,12 +214,20 @@ class ScheduleConfig(Section):
     warmup_factor: float = Field(0.01, gt=0, le=1)
     min_lr_factor: float = Field(0.0, ge=0, le=1)  # cosine ends at min_lr_factor * lr
     freeze_backbone_epochs: int = Field(0, ge=0)  # train only the new layers at first
+    # the frozen backbone's BatchNorm: eval = running statistics used and kept; train = batch statistics
+    # used and running ones updated, only the weights wait (the RMG-PMSI release)
+    frozen_backbone_bn: Literal["eval", "train"] = "eval"
+    per_epoch: bool = False  # the rate changes once per epoch, not per step (PMG's release); never reaches 0
+    cosine_epochs: float | None = Field(None, gt=0)  # the cosine ends here (epochs); None: schedule.epochs
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> ScheduleConfig:
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"schedule.warmup_epochs ({self.warmup_epochs}) must be below "
                              f"schedule.epochs ({self.epochs})")
+        if self.per_epoch and self.warmup_epochs != int(self.warmup_epochs):
+            raise ValueError(f"schedule.per_epoch changes the rate once per epoch: schedule.warmup_epochs must be "
+                             f"a whole number (got {self.warmup_epochs})")
         return self
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from fgvc.checkpoint import load_checkpoint
 from fgvc.data.dataset import load_image
 from fgvc.data.records import Sample
-from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform_for
 from fgvc.errors import FgvcError
 from fgvc.models import model_from_checkpoint
 
@@ -71,9 +71,9 @@ def cam_maps(model: nn.Module, images: torch.Tensor, layers: list[str], method: 
     return np.stack(maps)
 
 
-def denormalise(images: torch.Tensor) -> np.ndarray:
-    """``[N, 3, H, W]`` normalised tensors → ``[N, H, W, 3]`` floats in [0, 1]."""
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+def denormalise(images: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """``[N, 3, H, W]`` tensors normalised with ``mean``/``std`` → ``[N, H, W, 3]`` floats in [0, 1]."""
+    mean, std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
     return (images.detach().cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
@@ -111,7 +111,7 @@ def cam_for_checkpoint(checkpoint: str | Path, images: list[str], out: str | Pat
         raise FgvcError(f"{checkpoint}: not an fgvc checkpoint (no config/model)")
     classes = list(ckpt.get("classes") or [])
     cfg, model = model_from_checkpoint(ckpt, len(classes))
-    transform = eval_transform(cfg.data.image_size, cfg.data.crop_pct, cfg.data.resize)
+    transform = eval_transform_for(cfg.data)
     batch = torch.stack([transform(load_image(Sample(path=str(p), label=-1, id=Path(p).name))) for p in images])
     model.eval()
     with torch.no_grad():
@@ -122,4 +122,4 @@ def cam_for_checkpoint(checkpoint: str | Path, images: list[str], out: str | Pat
     maps = cam_maps(model, batch, layers, method, targets)
     titles = [f"{Path(p).stem[:14]}\n{classes[t] if classes else t} ({probs[i, t]:.2f})"
               for i, (p, t) in enumerate(zip(images, targets))]
-    return save_grid(denormalise(batch), maps, layers, titles, Path(out))
+    return save_grid(denormalise(batch, cfg.data.mean, cfg.data.std), maps, layers, titles, Path(out))

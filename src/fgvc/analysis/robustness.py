@@ -53,12 +53,12 @@ def corruption(name: str, severity: float) -> torch.nn.Module:
     raise ValueError(f"unknown corruption {name!r} (one of {', '.join(SEVERITIES)})")
 
 
-def corrupted_transform(size: int, crop_pct: float, name: str, severity: float,
-                        resize: int | None = None) -> v2.Compose:
+def corrupted_transform(size: int, crop_pct: float, name: str, severity: float, resize: int | None = None,
+                        mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
     """The evaluation pipeline with the corruption between pixel scaling and normalisation."""
     return v2.Compose(eval_geometry(size, crop_pct, resize)
                       + [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), corruption(name, severity),
-                         v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+                         v2.Normalize(list(mean), list(std))])
 
 
 def corrupted_loader(dataset: ImageDataset, transform: v2.Compose, batch_size: int, workers: int) -> DataLoader:
@@ -88,7 +88,8 @@ def evaluate_robustness(cfg: Config, checkpoint: str | Path, corruptions: list[s
     results = {}
     for name in corruptions:
         for severity in SEVERITIES[name]:
-            transform = corrupted_transform(data_cfg.image_size, data_cfg.crop_pct, name, severity, data_cfg.resize)
+            transform = corrupted_transform(data_cfg.image_size, data_cfg.crop_pct, name, severity, data_cfg.resize,
+                                            data_cfg.mean, data_cfg.std)
             loader = corrupted_loader(clean_loader.dataset, transform,
                                       data_cfg.eval_batch_size or 2 * data_cfg.batch_size, data_cfg.num_workers)
             results[(name, severity)] = evaluate(model, method, loader, desc=f"{name} {severity}", **run)

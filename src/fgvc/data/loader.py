@@ -10,13 +10,12 @@ from fgvc.data.dataset import ImageDataset, collate
 from fgvc.data.records import Sample
 from fgvc.data.samplers import BalancedSampler, ResumableSampler
 from fgvc.data.shards import ShardDataset, ShardIndex
-from fgvc.data.transforms import eval_transform, train_transform
+from fgvc.data.transforms import eval_transform_for, train_transform_for
 from fgvc.errors import ConfigError, DataError
 
 
 def make_dataset(cfg: DataConfig, samples: list[Sample], train: bool) -> ImageDataset:
-    transform = (train_transform(cfg.image_size, cfg.min_scale, cfg.hflip, cfg.resize) if train
-                 else eval_transform(cfg.image_size, cfg.crop_pct, cfg.resize))
+    transform = train_transform_for(cfg) if train else eval_transform_for(cfg)
     if isinstance(samples, ShardIndex):  # a split of data.format=shards: streamed from its tar files
         return ShardDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip",
                             cfg.shuffle_buffer)

@@ -17,6 +17,11 @@ so the composed map is simply the sum of every level's displacement at that posi
 
 Random draws come from ``generator`` on its own device (the default CPU generator when None) and are
 moved to the images' device afterwards, so a CPU generator and seed give the same result on any device.
+
+``release_order=True`` reproduces how PMG's and RMG-PMSI's released generators draw: one order for the
+whole batch, built by swapping the first patch with every patch in a random sequence. That sequence
+of swaps is a single cycle through all patches, so no patch keeps its place (a uniform order leaves
+one patch in place on average, and the whole 2×2 image with probability 1/24).
 """
 
 from __future__ import annotations
@@ -48,6 +53,20 @@ def _grid_shift(perm: Tensor, n: int, ph: int, pw: int, width: int) -> Tensor:
     dy = (perm // n - k // n) * ph
     dx = (perm % n - k % n) * pw
     return (dy * width + dx).view(-1, n, 1, n, 1)
+
+
+def _release_orders(count: int, k: int, generator: torch.Generator | None) -> Tensor:
+    """``[count, k]`` patch orders as the releases' swap loops make them.
+
+    Their loop swaps patch 0 with ``l[0]``, ``l[1]``, … for a shuffled list ``l`` of all k patches. After
+    it, patch 0 shows the last non-zero entry of ``l``, the first non-zero entry shows patch 0 and each
+    later one shows the one before it: with ``o = [0, non-zero entries of l in order]``,
+    ``order[o[i]] = o[i - 1]`` (indices mod k).
+    """
+    shuffled = _random_permutations(count, k, generator)
+    rest = shuffled[shuffled != 0].view(count, k - 1)
+    cycle = torch.cat([torch.zeros(count, 1, dtype=torch.long, device=rest.device), rest], 1)
+    return torch.empty_like(cycle).scatter_(1, cycle, cycle.roll(1, dims=1))
 
 
 def _shuffled_identity(height: int, width: int, n: int, ph: int, pw: int, perm: Tensor) -> Tensor:
@@ -106,7 +125,8 @@ def _as_batch(images: Tensor) -> tuple[Tensor, bool]:
     return images, False
 
 
-def recursive_mosaic(images: Tensor, r: int, generator: torch.Generator | None = None) -> Tensor:
+def recursive_mosaic(images: Tensor, r: int, generator: torch.Generator | None = None,
+                     release_order: bool = False) -> Tensor:
     """Recursive Mosaic Generator G(x, r) of RMG-PMSI (BMVC 2022), a fresh mosaic for every sample.
 
     Level 1 splits the image into 2×2 quadrants and shuffles them (uniform random permutation); each
@@ -119,7 +139,8 @@ def recursive_mosaic(images: Tensor, r: int, generator: torch.Generator | None =
     region is one of those quadrants. Levels whose region is under 2 pixels high or wide do nothing.
 
     The output is, per sample, a permutation of that sample's own pixels (the same on all channels),
-    with the input's dtype and device. Accepts [B,C,H,W] or a single image [C,H,W].
+    with the input's dtype and device. Accepts [B,C,H,W] or a single image [C,H,W]. With
+    ``release_order`` every sample gets the same mosaic, drawn as the release draws it (module docstring).
     """
     if r < 0:
         raise ValueError(f"r must be >= 0, got {r}")
@@ -133,8 +154,11 @@ def recursive_mosaic(images: Tensor, r: int, generator: torch.Generator | None =
         out = batch.clone()
         return out[0] if single else out
     device = batch.device
-    perms = _random_permutations(b * r, 4, generator).view(r, b, 4).to(device)
-    choices = torch.randint(0, 4, (r, b), generator=generator, device=_draw_device(generator)).to(device)
+    draws = 1 if release_order else b  # one mosaic for the batch, or one per sample
+    orders = _release_orders if release_order else _random_permutations
+    perms = orders(draws * r, 4, generator).view(r, draws, 4).expand(r, b, 4).to(device)
+    choices = torch.randint(0, 4, (r, draws), generator=generator, device=_draw_device(generator))
+    choices = choices.expand(r, b).to(device)
     run = math.gcd(width, *(qw for _, qw in levels))  # every quadrant edge falls on a multiple
     runs = width // run
     qh, qw = levels[0][0], levels[0][1] // run
@@ -150,7 +174,8 @@ def recursive_mosaic(images: Tensor, r: int, generator: torch.Generator | None =
     return out[0] if single else out
 
 
-def jigsaw(images: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+def jigsaw(images: Tensor, n: int, generator: torch.Generator | None = None,
+           release_order: bool = False) -> Tensor:
     """PMG's jigsaw generator (Du et al., ECCV 2020): n×n patches shuffled, a fresh order per sample.
 
     Remainder rule: patches are floor(H/n)×floor(W/n) and tile the top-left n·floor(H/n)×n·floor(W/n)
@@ -158,7 +183,8 @@ def jigsaw(images: Tensor, n: int, generator: torch.Generator | None = None) -> 
     leave none). n=1, or an image under n pixels high or wide, returns a copy.
 
     The output is, per sample, a permutation of that sample's own pixels (the same on all channels),
-    with the input's dtype and device. Accepts [B,C,H,W] or a single image [C,H,W].
+    with the input's dtype and device. Accepts [B,C,H,W] or a single image [C,H,W]. With
+    ``release_order`` every sample gets the same order, drawn as the release draws it (module docstring).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -168,7 +194,10 @@ def jigsaw(images: Tensor, n: int, generator: torch.Generator | None = None) -> 
     if n == 1 or ph == 0 or pw == 0:
         out = batch.clone()
         return out[0] if single else out
-    perm = _random_permutations(b, n * n, generator).to(batch.device)
+    if release_order:
+        perm = _release_orders(1, n * n, generator).expand(b, n * n).to(batch.device)
+    else:
+        perm = _random_permutations(b, n * n, generator).to(batch.device)
     run = math.gcd(width, pw)
     out = _apply_map(batch, _shuffled_identity(height, width // run, n, ph, pw // run, perm), run)
     return out[0] if single else out

@@ -30,7 +30,6 @@ from torch import nn
 from fgvc import __version__
 from fgvc.checkpoint import load_checkpoint
 from fgvc.data.metadata import metadata_dim
-from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from fgvc.errors import FgvcError
 from fgvc.models import model_from_checkpoint
 
@@ -119,7 +118,7 @@ def preprocessing_info(data_cfg) -> dict:
         **({"resize_square": data_cfg.resize} if data_cfg.resize
            else {"resize_short_side": round(size / data_cfg.crop_pct)}),
         "resize": "bilinear, antialiased", "centre_crop": size, "scale": "pixel / 255",
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "layout": "NCHW",
+        "mean": list(data_cfg.mean), "std": list(data_cfg.std), "layout": "NCHW",
         "note": "image = (pixel / 255 - mean) / std per channel, as fgvc's eval_transform"}
 
 

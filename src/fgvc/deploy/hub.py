@@ -198,7 +198,7 @@ def model_card(config: dict, source: str = "hf://OWNER/NAME") -> str:
              f"- input: RGB, {prep['centre_crop']} x {prep['centre_crop']} px centre crop after "
              + (f"a square resize to {prep['resize_square']} px" if "resize_square" in prep
                 else f"resizing the short side to {prep['resize_short_side']} px")
-             + ", ImageNet mean/std normalisation",
+             + f", normalised with mean {prep['mean']} and std {prep['std']}",
              "- reads " + (f"metadata {' + '.join(reads)} (location and/or date, encoded as in fgvc's "
                            "`encode_metadata`; missing values are zeros)" if reads else "the image only"),
              "", "## Data and splits", "", *_splits_section(config),

@@ -55,9 +55,10 @@ def export_info(path: str | Path) -> dict:
 def transform_from_info(preprocessing: dict, size: int | None = None):
     """fgvc's eval transform as the export describes it (square resize or short-side resize, centre crop)."""
     crop = size or preprocessing["centre_crop"]
+    norm = {"mean": preprocessing["mean"], "std": preprocessing["std"]}
     if "resize_square" in preprocessing:
-        return eval_transform(crop, resize=preprocessing["resize_square"])
-    return eval_transform(crop, crop_pct=crop / preprocessing["resize_short_side"])
+        return eval_transform(crop, resize=preprocessing["resize_square"], **norm)
+    return eval_transform(crop, crop_pct=crop / preprocessing["resize_short_side"], **norm)
 
 
 class OnnxModel(nn.Module):

@@ -11,7 +11,7 @@ from fgvc.checkpoint import load_checkpoint
 from fgvc.data.dataset import load_image
 from fgvc.data.metadata import encode_metadata, metadata_dim
 from fgvc.data.records import Sample
-from fgvc.data.transforms import eval_transform
+from fgvc.data.transforms import eval_transform_for
 from fgvc.errors import FgvcError
 from fgvc.models import model_from_checkpoint
 
@@ -41,7 +41,7 @@ def predict_images(checkpoint: str | Path, images: list[str], lat: float | None 
                 f"missing --{', --'.join(absent)}: the model's missing-metadata rule applies (all-zero input)")
         if absent:
             log.warning("this model reads %s; %s", "+".join(use), note)
-    transform = eval_transform(cfg.data.image_size, cfg.data.crop_pct, cfg.data.resize)
+    transform = eval_transform_for(cfg.data)
     results = []
     with torch.no_grad():
         for path in images:

@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class TrainState:
     best_epoch: int = -1
     # running sums of the current epoch, so a resumed epoch reports the same figures
     loss_sum: float = 0.0
+    part_sums: dict[str, float] = field(default_factory=dict)  # a multi-phase method's losses by name
     correct: int = 0
     seen: int = 0
     skipped: int = 0
@@ -60,6 +61,7 @@ class TrainState:
         self.epoch += 1
         self.step_in_epoch = self.position = self.correct = self.seen = self.skipped = 0
         self.loss_sum = 0.0
+        self.part_sums = {}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,13 +108,15 @@ def build_optimizer(cfg: Config, model: nn.Module, method=None, world_size: int 
     return torch.optim.AdamW(groups, betas=o.betas, weight_decay=o.weight_decay)
 
 
-def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
-    """Frozen: no gradients and BatchNorm statistics kept (eval mode) in the pretrained part."""
+def set_backbone_frozen(model: nn.Module, frozen: bool, bn: str = "eval") -> None:
+    """Frozen: no gradients in the pretrained part, and with ``bn="eval"`` its BatchNorm statistics kept
+    (eval mode); ``bn="train"`` leaves it in training mode, as a loop that only skips the backbone's
+    optimiser step does (the RMG-PMSI release)."""
     new = {id(p) for p in model.new_parameters()}
     for p in model.parameters():
         if id(p) not in new:
             p.requires_grad_(not frozen)
-    if frozen:
+    if frozen and bn == "eval":
         model.backbone.eval()
 
 
@@ -157,9 +161,7 @@ class Trainer:
             distributed.check_supported(cfg, self.method)
         self.train_model = distributed.wrap_model(self.model, self.dist, cfg)  # what methods train through
         self.optimizer = build_optimizer(cfg, self.model, self.method, self.dist.world_size)
-        s = cfg.schedule
-        self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch, s.epochs, s.warmup_epochs,
-                                         s.warmup_factor, s.min_lr_factor)
+        self.scheduler = build_scheduler(self.optimizer, self.steps_per_epoch, cfg.schedule)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp and on_cuda)
         self.state = TrainState()
         self.ckpt_dir = self.run_dir / "checkpoints"
@@ -254,7 +256,7 @@ class Trainer:
         model, optimizer = self.model, self.optimizer
         model.train()
         frozen = state.epoch < cfg.schedule.freeze_backbone_epochs
-        set_backbone_frozen(model, frozen)
+        set_backbone_frozen(model, frozen, cfg.schedule.frozen_backbone_bn)
         if hasattr(self.method, "on_epoch_start"):  # a method's stages (CTC), also after a resume
             self.method.on_epoch_start(model, state.epoch, optimizer, self.train_loader)
         set_epoch(self.train_loader, state.epoch, start=state.position)
@@ -274,12 +276,19 @@ class Trainer:
                 continue
             batch = move(batch, self.device, self.channels_last)
             loss, logits = self.train_step(batch)
+            parts = {}
+            if isinstance(loss, dict):  # several phases' losses by name; "loss" is the one to show
+                parts = {name: value for name, value in loss.items() if name != "loss"}
+                loss = loss["loss"]
             state.step_in_epoch += 1
             state.global_step += 1
             n = len(batch["label"])
-            loss_sum, correct, n = self.dist.sum(loss * n, int((logits.argmax(1) == batch["label"]).sum()), n)
+            loss_sum, correct, n, *part_sums = self.dist.sum(
+                loss * n, int((logits.argmax(1) == batch["label"]).sum()), n, *(v * n for v in parts.values()))
             loss, n = loss_sum / n, int(n)  # the global batch's figures
             state.loss_sum += loss_sum
+            for name, value in zip(parts, part_sums):
+                state.part_sums[name] = state.part_sums.get(name, 0.0) + value
             state.correct += int(correct)
             state.seen += n
             seen_here += n
@@ -288,7 +297,8 @@ class Trainer:
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}",
                             img_s=f"{seen_here / (time.perf_counter() - start):.0f}")
             if state.global_step % cfg.train.log_every_steps == 0:
-                self.metrics.step(state.global_step, loss=loss, lr=lr)
+                self.metrics.step(state.global_step, loss=loss, lr=lr,
+                                  **{f"loss_{name}": value / n for name, value in zip(parts, part_sums)})
             every = cfg.train.checkpoint_every_steps
             if every and state.global_step % every == 0 and state.step_in_epoch < self.steps_per_epoch:
                 self.save_last()
@@ -296,14 +306,18 @@ class Trainer:
         if state.skipped:
             log.warning("epoch %d: skipped %d unreadable images (named above)", state.epoch + 1, state.skipped)
         elapsed = time.perf_counter() - start
-        return {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.seen, 1),
+        parts = {f"train_loss_{name}": value / max(state.seen, 1) for name, value in state.part_sums.items()}
+        return {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.seen, 1), **parts,
                 "train_top1": 100.0 * state.correct / max(state.seen, 1), "lr": optimizer.param_groups[-1]["lr"],
                 "images_per_s": seen_here / max(elapsed, 1e-9), "epoch_time_s": elapsed,
                 "skipped_images": state.skipped, "train_samples": state.seen}
 
-    def train_step(self, batch: dict) -> tuple[float, torch.Tensor]:
+    def train_step(self, batch: dict) -> tuple[float | dict[str, float], torch.Tensor]:
         """One iteration: the method's own ``train_step`` (several updates, e.g. PMG's phases) if it has
-        one, else one loss and one update. The schedule advances once per iteration either way."""
+        one, else one loss and one update. The schedule advances once per iteration either way.
+
+        A method's ``train_step`` returns the loss to show, or a dict of named losses whose ``"loss"``
+        is the one to show (the others are logged as ``train_loss_<name>``), and the logits."""
         custom = getattr(self.method, "train_step", None)
         if custom is not None:
             loss, logits = custom(self.train_model, batch, self.update, self.autocast)

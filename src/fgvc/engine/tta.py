@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fgvc.data.loader import make_dataset, make_loader
-from fgvc.data.transforms import Views, eval_transform, flip_views, multi_scale_views, ten_crop_views
+from fgvc.data.transforms import Views, eval_transform_for, flip_views, multi_scale_views, ten_crop_views
 from fgvc.engine.evaluate import metrics_from_outputs, move, predictions
 from fgvc.errors import FgvcError
 
@@ -40,15 +40,16 @@ def wants_tta(eval_cfg) -> bool:
 def tta_settings(eval_cfg, data_cfg) -> dict[str, tuple[Views, int]]:
     """Setting name -> (the views it takes of each image, how many); the centre crop first."""
     size, crop_pct, resize = data_cfg.image_size, data_cfg.crop_pct, data_cfg.resize
-    settings = {CENTRE: (Views([eval_transform(size, crop_pct, resize)]), 1)}
+    norm = {"mean": data_cfg.mean, "std": data_cfg.std}
+    settings = {CENTRE: (Views([eval_transform_for(data_cfg)]), 1)}
     if eval_cfg.hflip:
-        settings["centre crop + flip"] = (flip_views(size, crop_pct, resize), 2)
+        settings["centre crop + flip"] = (flip_views(size, crop_pct, resize, **norm), 2)
     if eval_cfg.tta_scales:
         scales = "/".join(map(str, eval_cfg.tta_scales))
-        settings[f"multi-scale {scales} px"] = (multi_scale_views(eval_cfg.tta_scales, size, crop_pct, resize),
+        settings[f"multi-scale {scales} px"] = (multi_scale_views(eval_cfg.tta_scales, size, crop_pct, resize, **norm),
                                                 len(eval_cfg.tta_scales))
     if eval_cfg.ten_crop:
-        settings["ten-crop"] = (ten_crop_views(size, crop_pct, resize), 10)
+        settings["ten-crop"] = (ten_crop_views(size, crop_pct, resize, **norm), 10)
     return settings
 
 

@@ -12,6 +12,11 @@ Switches for the ablations of RMG-PMSI (Table III, IV): ``method.augment`` picks
 phase, with mixed targets); ``method.phases=False`` sums the ``S + 1`` losses into one step (no progressive training);
 ``model.multi_stage.interaction`` is the M. Prediction: ``concat`` = ``argmax ŷ_concat`` (P_concat,
 the primary figure) and ``mix`` = ``argmax(Σ ŷ_n + ŷ_concat)`` (P_mix).
+
+As the released scripts train (both PMG's and RMG-PMSI's): ``method.concat_loss_weight`` multiplies the
+last phase's loss (they use 2); ``method.patch_order=release`` gives the whole batch one jigsaw or
+mosaic order drawn as they draw it. The step reports each phase's plain cross-entropy (``stage1`` …
+``stageS``, ``concat``, before the weight) and their mean as the loss to show.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Progressive:
         m = cfg.method
         self.augment = m.augment
         self.phases = m.phases
+        self.concat_loss_weight = m.concat_loss_weight
+        self.release_order = m.patch_order == "release"
         self.num_classes = num_classes
         self.label_smoothing = cfg.train.label_smoothing
         self.mixup = None
@@ -46,9 +53,9 @@ class Progressive:
                     level: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage input and target for a phase ``level`` steps from the deepest (1 = the deepest stage)."""
         if self.augment == "rmg":
-            return recursive_mosaic(images, level), labels
+            return recursive_mosaic(images, level, release_order=self.release_order), labels
         if self.augment == "jigsaw":
-            return jigsaw(images, 2 ** level), labels
+            return jigsaw(images, 2 ** level, release_order=self.release_order), labels
         if self.augment == "snapmix":
             return self.snapmix(model, images, labels)
         if self.mixup is not None and len(images) % 2 == 0:
@@ -87,8 +94,9 @@ class Progressive:
         return F.cross_entropy(logits.float(), target, label_smoothing=self.label_smoothing)
 
     def train_step(self, model: nn.Module, batch: dict, update: Callable[[torch.Tensor], float],
-                   autocast: Callable) -> tuple[float, torch.Tensor]:
-        """``S + 1`` phases; returns the sum of the phase losses and the last phase's logits."""
+                   autocast: Callable) -> tuple[dict[str, float], torch.Tensor]:
+        """``S + 1`` phases; returns each phase's loss by name with their mean as ``"loss"``, and the
+        last phase's logits. The last phase back-propagates ``concat_loss_weight`` × its loss."""
         images, labels = batch["image"], batch["label"]
         losses = []
         for n in range(model.stages):
@@ -96,10 +104,15 @@ class Progressive:
             losses.append(update(loss) if self.phases else loss)
         with autocast():
             logits = model.forward_all(images)[-1]
-            loss = self.loss(logits, labels)
+            concat = self.loss(logits, labels)
         if self.phases:
-            return sum(losses) + update(loss), logits
-        return update(torch.stack(losses + [loss]).sum()), logits
+            update(self.concat_loss_weight * concat)
+        else:
+            update(torch.stack(losses).sum() + self.concat_loss_weight * concat)
+            losses = [loss.item() for loss in losses]
+        losses.append(concat.item())
+        names = [f"stage{n + 1}" for n in range(model.stages)] + ["concat"]
+        return {"loss": sum(losses) / len(losses), **dict(zip(names, losses))}, logits
 
     def stage_loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int,
                    autocast: Callable) -> torch.Tensor:

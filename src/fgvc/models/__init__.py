@@ -25,7 +25,8 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
     if cfg.model.head == "multi_stage":
         ms = cfg.model.multi_stage
         try:
-            return MultiStageNet(backbone, num_classes, ms.stages, ms.hidden, ms.channels, ms.interaction)
+            return MultiStageNet(backbone, num_classes, ms.stages, ms.hidden, ms.channels, ms.interaction,
+                                 ms.bn_momentum)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if cfg.model.head == "erudite":
@@ -33,7 +34,8 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
         try:
             if e.multi_stage:
                 return EruditeMultiStageNet(backbone, groups or [num_classes], ms.stages, ms.hidden, ms.channels,
-                                            ms.interaction, e.expert_channels, e.attention, e.experts, e.heads)
+                                            ms.interaction, e.expert_channels, e.attention, e.experts, e.heads,
+                                            ms.bn_momentum)
             return EruditeNet(backbone, groups or [num_classes], e.expert_channels, e.attention, e.experts, e.heads,
                               e.hierarchical)
         except ValueError as exc:

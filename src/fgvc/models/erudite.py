@@ -265,8 +265,8 @@ class EruditeMultiStageNet(JointHeadModel, MultiStageNet):
 
     def __init__(self, backbone: Backbone, groups: Sequence[int], stages: int = 3, hidden: int = 512,
                  channels: int | None = None, interaction: bool = False, expert_channels: int | None = None,
-                 attention: bool = True, experts: bool = True, heads: int = 8):
-        super().__init__(backbone, sum(groups), stages, hidden, channels, interaction)
+                 attention: bool = True, experts: bool = True, heads: int = 8, bn_momentum: float = 0.1):
+        super().__init__(backbone, sum(groups), stages, hidden, channels, interaction, bn_momentum)
         del self.concat_classifier
         self.head = EruditeHead(backbone.body.num_features, groups, expert_channels, attention, experts, heads)
         self.groups = self.head.groups

@@ -19,13 +19,17 @@ from fgvc.models.backbones import Backbone
 
 
 class SmoothConv(nn.Sequential):
-    """1×1 conv to ``hidden`` + BN + ReLU, then 3×3 conv to ``out_channels`` + BN + ReLU (PMG's block)."""
+    """1×1 conv to ``hidden`` + BN + ReLU, then 3×3 conv to ``out_channels`` + BN + ReLU (PMG's block).
 
-    def __init__(self, in_channels: int, hidden: int, out_channels: int):
+    ``bn_momentum``: PyTorch's 0.1 by default; both releases build these BatchNorms with 0.01, so
+    their running statistics follow the training batches ten times more slowly.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, bn_momentum: float = 0.1):
         super().__init__(
-            nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True))
+            nn.Conv2d(in_channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden, momentum=bn_momentum),
+            nn.ReLU(inplace=True), nn.Conv2d(hidden, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels, momentum=bn_momentum), nn.ReLU(inplace=True))
 
 
 class StageClassifier(nn.Sequential):
@@ -62,14 +66,14 @@ class MultiStageNet(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, num_classes: int, stages: int = 3, hidden: int = 512,
-                 channels: int | None = None, interaction: bool = True):
+                 channels: int | None = None, interaction: bool = True, bn_momentum: float = 0.1):
         super().__init__()
         in_channels = stage_channels(backbone, stages)
         channels = channels or in_channels[-1] // 2
         self.backbone = backbone
         self.stages = stages
         self.indices = list(range(len(backbone.body.feature_info) - stages, len(backbone.body.feature_info) - 1))
-        self.blocks = nn.ModuleList(SmoothConv(c, hidden, channels) for c in in_channels)
+        self.blocks = nn.ModuleList(SmoothConv(c, hidden, channels, bn_momentum) for c in in_channels)
         self.interaction = MultiStageInteraction(channels, hidden, stages) if interaction else None
         self.classifiers = nn.ModuleList(StageClassifier(channels, hidden, num_classes) for _ in range(stages))
         self.concat_classifier = StageClassifier(stages * channels, hidden, num_classes)
