@@ -37,9 +37,10 @@ import torch
 
 from common import PeerError, apply_edits, copy_release
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.config import load_config
-from fgvc.data.loader import Splits, prepare_splits
-from fgvc.engine.checkpoint import load_checkpoint
+from fgvc.data.records import Splits
+from fgvc.data.splits import prepare_splits
 from fgvc.models import model_from_checkpoint
 
 HERE = Path(__file__).resolve().parent
