@@ -99,6 +99,9 @@ def run_logged(cmd: list[str], cwd: Path, log: Path) -> str:
 def run_fgvc(args, cfg_path: Path, overrides: list[str], run_dir: Path, log: Path) -> dict:
     cmd = [sys.executable, "-m", "fgvc", "-q", "train", str(cfg_path), *overrides, "--overwrite"]
     run_logged(cmd, Path.cwd(), log)
+    for path in (run_dir / "checkpoints").glob("epoch_*.pt"):  # only the start is needed (same_start)
+        if path.name != "epoch_000.pt":
+            path.unlink()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     report = json.loads((run_dir / "report.json").read_text())
     rules = report["test"]["rules"]
