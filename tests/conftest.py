@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,13 @@ def write_folder_dataset(root: Path, classes: int = 3, train_per_class: int = 12
                 pixels = np.clip(rng.normal(COLOURS[c % len(COLOURS)], 40, (size, size, 3)), 0, 255)
                 Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def index_cache(tmp_path_factory) -> Path:
+    """The sample-index cache of the test session (never the user's ~/.cache/fgvc); subprocesses inherit it."""
+    os.environ["FGVC_CACHE_DIR"] = str(tmp_path_factory.mktemp("index-cache"))
+    return Path(os.environ["FGVC_CACHE_DIR"])
 
 
 @pytest.fixture(scope="session")

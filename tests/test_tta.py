@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 from conftest import tiny_tree
 from fgvc.cli import main
 from fgvc.data.transforms import eval_transform, flip_views, multi_scale_views, ten_crop_views
-from fgvc.engine.tta import average_probabilities, predict_views
+from fgvc.engine.tta import EnsembleSum, predict_views
 from fgvc.errors import FgvcError
 
 
@@ -88,13 +88,21 @@ def test_views_average_softmax_probabilities_per_rule_with_the_metadata_of_every
 
 
 def test_ensemble_averages_each_rule_and_refuses_different_rules():
-    a = {"concat": torch.tensor([[0.2, 0.8]]), "mix": torch.tensor([[1.0, 0.0]])}
-    b = {"concat": torch.tensor([[0.6, 0.4]]), "mix": torch.tensor([[0.0, 1.0]])}
-    mean = average_probabilities([a, b])
-    assert torch.allclose(mean["concat"], torch.tensor([[0.4, 0.6]]))
-    assert torch.allclose(mean["mix"], torch.tensor([[0.5, 0.5]]))
+    a = {"concat": torch.tensor([[0.2, 0.8], [0.9, 0.1]]), "mix": torch.tensor([[1.0, 0.0], [0.5, 0.5]])}
+    b = {"concat": torch.tensor([[0.6, 0.4], [0.3, 0.7]]), "mix": torch.tensor([[0.0, 1.0], [0.25, 0.75]])}
+    ensemble = EnsembleSum()
+    for member in (a, b):
+        ensemble.start_member()
+        for row in range(2):  # batch by batch, as the loader gives them
+            ensemble.add({name: p[row:row + 1] for name, p in member.items()}, torch.tensor([row]))
+    blocks = list(ensemble.average_batches(rows=1))
+    assert [labels.tolist() for _, labels in blocks] == [[0], [1]]
+    for name in ("concat", "mix"):
+        mean = torch.cat([probabilities[name] for probabilities, _ in blocks])
+        assert torch.allclose(mean, torch.stack([a[name], b[name]]).mean(0))
+    ensemble.start_member()
     with pytest.raises(FgvcError, match="different prediction rules"):
-        average_probabilities([a, {"logits": a["concat"]}])
+        ensemble.add({"logits": a["concat"]}, torch.tensor([0, 1]))
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,11 @@ class DataConfig(Section):
     bad_metadata: Literal["missing", "error"] = "missing"  # out-of-range/unparseable values
     bad_records: Literal["error", "skip"] = "error"  # malformed annotation records
     bad_images: Literal["error", "skip"] = "error"  # unreadable or truncated image files
+    # do the listed image files exist: every one (slow for millions), a seeded sample of a few
+    # thousand (the log extrapolates), or none; a missing file met in training is then a bad image
+    check_images: Literal["all", "sample", "none"] = "sample"
+    cache: bool = True  # parse annotation files once into a memory-mapped sample index (large formats)
+    cache_dir: str | None = None  # where; None: $FGVC_CACHE_DIR, else ~/.cache/fgvc
     image_size: int = Field(224, ge=16)
     crop_pct: float = Field(0.875, gt=0, le=1)  # eval: resize to image_size / crop_pct, centre crop
     resize: int | None = Field(None, ge=16)  # square resize first (PMG/RMG-PMSI 512): train random crop, eval centre

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data_synth)
     p = data_sub.add_parser("verify", help="counts per split/class, metadata and every bad file or record")
     add_config(p)
-    p.add_argument("--no-images", action="store_true", help="skip decoding every image")
+    p.add_argument("--no-images", action="store_true", help="check the annotations alone: no image file is "
+                   "looked at (their existence nor their decoding)")
     p.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     p.set_defaults(func=cmd_data_verify)
     p = data_sub.add_parser("shard", help="write the splits as WebDataset tar shards (+ <split>.json indices)",

@@ -15,7 +15,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from fgvc.data.formats.cifar import image_at
-from fgvc.data.metadata import encode_batch
+from fgvc.data.index import as_index
 from fgvc.data.records import Sample
 from fgvc.errors import DataError
 
@@ -91,16 +91,19 @@ class ImageDataset(Dataset):
     unreadable image yields a ``{"skipped": message}`` item; ``collate`` drops it and reports the message
     (which names the file) in ``batch["skipped"]``. ``tensor_images``: the transform gets ``uint8``
     tensors (``load_image_tensor``: faster decoding and resizing) instead of PIL images.
+
+    The samples are held as a ``SampleIndex`` (columns; a list of ``Sample``s is converted), and a
+    ``Sample`` is built only for the item asked: workers that read the dataset copy no Python objects.
     """
 
     def __init__(self, samples: Sequence[Sample], transform: Callable,
                  metadata: Sequence[str] = (), on_bad_metadata: str = "missing",
                  skip_bad_images: bool = False, tensor_images: bool = False):
-        self.samples = list(samples)
+        self.samples = as_index(samples)
         self.transform = transform
         self.skip_bad_images = skip_bad_images
         self.tensor_images = tensor_images
-        self.meta, self.missing_metadata = encode_batch(self.samples, tuple(metadata), on_bad_metadata) \
+        self.meta, self.missing_metadata = self.samples.encode(tuple(metadata), on_bad_metadata) \
             if metadata else (np.zeros((len(self.samples), 0), np.float32), 0)
 
     def __len__(self) -> int:

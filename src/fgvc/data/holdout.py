@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fgvc.data.index import SampleIndex
 from fgvc.data.records import Sample
 
 
@@ -26,6 +27,9 @@ def stratified_holdout(samples: Sequence[Sample], fraction: float,
     """
     if not 0 < fraction < 1:
         raise ValueError(f"hold-out fraction must be in (0, 1), not {fraction}")
+    if isinstance(samples, SampleIndex):
+        held = _held_out(samples, fraction, seed)
+        return samples.take(~held), samples.take(held)
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(samples):
         by_class[s.label].append(i)
@@ -40,3 +44,19 @@ def stratified_holdout(samples: Sequence[Sample], fraction: float,
     train = [s for i, s in enumerate(samples) if i not in held_out]
     val = [s for i, s in enumerate(samples) if i in held_out]
     return train, val
+
+
+def _held_out(index: SampleIndex, fraction: float, seed: int) -> np.ndarray:
+    """``stratified_holdout``'s draw on an index, as a bool mask: the same rule, class by class over
+    the positions sorted by (label, path, id), with no Python object per sample."""
+    order = index.holdout_order()
+    counts = np.bincount(index.labels, minlength=int(index.labels.max()) + 1 if len(index) else 0)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    held = np.zeros(len(index), bool)
+    for label in np.flatnonzero(counts):
+        n = int(counts[label])
+        n_val = min(n - 1, int(n * fraction + 0.5))
+        if n_val > 0:
+            ordered = order[starts[label]:starts[label + 1]]
+            held[ordered[np.random.default_rng([seed, int(label)]).permutation(n)[:n_val]]] = True
+    return held

@@ -16,10 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from fgvc.data.columns import StringColumn
 from fgvc.data.records import DateLike, Sample
 from fgvc.errors import DataError
 
@@ -171,6 +173,128 @@ def check_metadata(sample: Sample, use: str | Iterable[str]) -> str | None:
     return None
 
 
+# --- whole columns at once ----------------------------------------------------------------------
+# What a dataset of millions of records needs before its first step: the same values as
+# ``encode_metadata`` row by row, computed with NumPy over each column. Only values outside the
+# common forms (numbers, ``None``, "YYYY-MM-DD..." ASCII text) go through the per-value code above,
+# so the two cannot disagree.
+
+OK, MISSING, INVALID = 0, 1, 2  # status of one value; a row's verdict is the worst of its used values
+_COMPONENTS = {"geo": (0, 1), "temporal": (2,)}
+_DAYS_BEFORE_MONTH = np.array([0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
+_DAYS_IN_MONTH = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_CHUNK = 1 << 18  # rows parsed at a time: bounds the temporary [rows, 11] arrays
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """lat/90, lon/180 and the date in [-1, 1] of N records (``values [N, 3]`` float64, 0 where not
+    OK) and each value's status (``status [N, 3]`` uint8: OK, MISSING or INVALID)."""
+
+    values: np.ndarray
+    status: np.ndarray
+
+    def verdicts(self, use: str | Iterable[str] = USES) -> np.ndarray:
+        """uint8 [N]: INVALID if any used value is invalid, else MISSING if any is missing, else OK
+        (``check_metadata``'s answer for each row)."""
+        return self.status[:, _columns(use)].max(axis=1, initial=OK)
+
+    def encode(self, use: str | Iterable[str] = USES) -> np.ndarray:
+        """float32 [N, metadata_dim(use)]: ``encode_metadata`` of every row (zeros unless OK)."""
+        columns = _columns(use)
+        x = self.values[:, columns]
+        out = np.concatenate([np.sin(np.pi * x), np.cos(np.pi * x)], axis=1).astype(np.float32)
+        out[self.verdicts(use) != OK] = 0
+        return out
+
+
+def _columns(use: str | Iterable[str]) -> list[int]:
+    geo, temporal = _uses(use)
+    return [*(_COMPONENTS["geo"] if geo else ()), *(_COMPONENTS["temporal"] if temporal else ())]
+
+
+def scale_columns(lat: Sequence | np.ndarray, lon: Sequence | np.ndarray,
+                  date: Sequence | np.ndarray | StringColumn) -> Scaled:
+    """Scale N records' metadata. ``lat``/``lon``: floats with NaN (or None) for missing; ``date``: a
+    ``StringColumn`` of ISO texts, a float array of year fractions, or any sequence of ``DateLike``."""
+    parts = [_coordinates(lat, "latitude", 90.0), _coordinates(lon, "longitude", 180.0), _dates(date)]
+    return Scaled(np.stack([v for v, _ in parts], axis=1), np.stack([s for _, s in parts], axis=1))
+
+
+def _coordinates(column, what: str, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    if not (isinstance(column, np.ndarray) and column.dtype.kind in "fiu"):  # Python values
+        plain = np.fromiter((v is None or type(v) is float for v in column), bool, len(column))
+        if plain.all():  # what the readers give: float or None
+            column = np.fromiter((np.nan if v is None else v for v in column), np.float64, len(column))
+    if isinstance(column, np.ndarray) and column.dtype.kind in "fiu":
+        x = column.astype(np.float64)
+        status = np.where(np.isnan(x), MISSING, np.where(np.abs(x) <= limit, OK, INVALID)).astype(np.uint8)
+        return np.where(status == OK, x / limit, 0.0), status
+    values, status = np.zeros(len(column)), np.zeros(len(column), np.uint8)
+    for i, value in enumerate(column):
+        try:
+            values[i] = _scaled_coordinate(value, what, limit)
+        except _Missing:
+            status[i] = MISSING
+        except _Invalid:
+            status[i] = INVALID
+    return values, status
+
+
+def _dates(column) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(column, StringColumn):
+        return _iso_dates(column)
+    if isinstance(column, np.ndarray) and column.dtype.kind in "fiu":
+        f = column.astype(np.float64)
+        status = np.where(np.isnan(f), MISSING, np.where((f >= 0) & (f <= 1), OK, INVALID)).astype(np.uint8)
+        return np.where(status == OK, f * 2 - 1, 0.0), status
+    values, status = np.zeros(len(column)), np.zeros(len(column), np.uint8)
+    texts = [(i, d) for i, d in enumerate(column) if isinstance(d, str)]
+    if texts:  # the common case, vectorised; the rest (numbers, dates, None, junk) value by value
+        rows = np.array([i for i, _ in texts])
+        values[rows], status[rows] = _iso_dates(StringColumn.from_strings([d for _, d in texts]))
+    for i, d in enumerate(column):
+        if not isinstance(d, str):
+            values[i], status[i] = _one_date(d)
+    return values, status
+
+
+def _one_date(date: DateLike) -> tuple[float, int]:
+    try:
+        return _scaled_date(date), OK
+    except _Missing:
+        return 0.0, MISSING
+    except _Invalid:
+        return 0.0, INVALID
+
+
+def _iso_dates(texts: StringColumn) -> tuple[np.ndarray, np.ndarray]:
+    """Dates of "YYYY-MM-DD" texts (optionally followed by " " or "T" and anything) parsed as arrays;
+    any other text (blank, padded, non-ASCII digits, a line break...) by ``_scaled_date``."""
+    n = len(texts)
+    values, status = np.zeros(n), np.full(n, MISSING, np.uint8)
+    line_break = texts.rows_containing(ord("\n"))
+    for begin in range(0, n, _CHUNK):
+        rows = slice(begin, min(begin + _CHUNK, n))
+        head, present = texts.take(rows).prefix_bytes(11)
+        digits = head[:, [0, 1, 2, 3, 5, 6, 8, 9]].astype(np.int64) - ord("0")
+        fast = (present[:, 9] & ((digits >= 0) & (digits <= 9)).all(1) & (head[:, 4] == ord("-"))
+                & (head[:, 7] == ord("-")) & (~present[:, 10] | np.isin(head[:, 10], (ord(" "), ord("T"))))
+                & ~line_break[rows] & ~texts.null[rows])
+        year = digits[:, 0] * 1000 + digits[:, 1] * 100 + digits[:, 2] * 10 + digits[:, 3]
+        month, day = digits[:, 4] * 10 + digits[:, 5], digits[:, 6] * 10 + digits[:, 7]
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        m = np.clip(month, 1, 12) - 1
+        valid = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= _DAYS_IN_MONTH[m] + (leap & (m == 1)))
+        day_of_year = _DAYS_BEFORE_MONTH[m] + day + (leap & (m >= 2))
+        scaled = day_of_year / (365 + leap) * 2 - 1
+        values[rows] = np.where(fast & valid, scaled, 0.0)
+        status[rows] = np.where(fast, np.where(valid, OK, INVALID), MISSING)
+        for i in np.flatnonzero(~fast & ~texts.null[rows]) + begin:
+            values[i], status[i] = _one_date(texts[i])
+    return values, status
+
+
 def encode_batch(samples: Sequence[Sample], use: str | Iterable[str] = USES,
                  on_invalid: str = "missing") -> tuple[np.ndarray, int]:
     """Encode all samples: ``(array [N, metadata_dim(use)] float32, number of all-zero rows)``.
@@ -178,9 +302,21 @@ def encode_batch(samples: Sequence[Sample], use: str | Iterable[str] = USES,
     The count includes invalid values turned into "missing"; with ``on_invalid="error"`` the first
     invalid value raises ``DataError`` naming its record.
     """
-    out = np.zeros((len(samples), metadata_dim(use)), dtype=np.float32)
-    n_missing = 0
-    for i, s in enumerate(samples):
-        out[i] = encode_metadata(s.lat, s.lon, s.date, use, on_invalid, record=record_name(s))
-        n_missing += out.shape[1] > 0 and not out[i].any()
-    return out, int(n_missing)
+    scaled = scale_columns([s.lat for s in samples], [s.lon for s in samples], [s.date for s in samples])
+    return encode_scaled(scaled, use, on_invalid, lambda i: samples[i])
+
+
+def encode_scaled(scaled: Scaled, use: str | Iterable[str], on_invalid: str,
+                  sample_at: Callable[[int], Sample]) -> tuple[np.ndarray, int]:
+    """``encode_batch`` from scaled columns; ``sample_at(i)`` names the record of an invalid row."""
+    if on_invalid not in ("missing", "error"):
+        raise ValueError(f"on_invalid must be 'missing' or 'error', not {on_invalid!r}")
+    if metadata_dim(use) == 0:
+        return np.zeros((len(scaled.values), 0), np.float32), 0
+    verdicts = scaled.verdicts(use)
+    invalid = np.flatnonzero(verdicts == INVALID)
+    if on_invalid == "error" and len(invalid):
+        sample = sample_at(int(invalid[0]))
+        why = check_metadata(sample, use) or "invalid: ?"
+        raise DataError(f"{record_name(sample)}: {why.removeprefix('invalid: ')}")
+    return scaled.encode(use), int((verdicts != OK).sum())

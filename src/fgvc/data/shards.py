@@ -48,7 +48,7 @@ from tqdm import tqdm
 from fgvc.config import DataConfig
 from fgvc.data.dataset import decode_image_bytes, transform_seeded
 from fgvc.data.formats.cifar import image_at
-from fgvc.data.metadata import USES, check_metadata, encode_metadata, record_name
+from fgvc.data.metadata import INVALID, MISSING, USES, check_metadata, encode_metadata, record_name, scale_columns
 from fgvc.data.records import DatasetSource, Sample, Splits
 from fgvc.errors import DataError
 
@@ -165,17 +165,17 @@ def _record(sample: Sample, index: int, classes: Sequence[str]) -> dict:
 def _metadata_counts(samples: Sequence[Sample]) -> dict:
     """Per metadata choice, what ``encode_batch`` would find: missing and invalid values, the first
     invalid one named as its error would name it."""
+    scaled = scale_columns([s.lat for s in samples], [s.lon for s in samples], [s.date for s in samples])
     counts = {}
     for use in METADATA_USES:
-        missing = invalid = 0
+        verdicts = scaled.verdicts(use)
+        invalid = np.flatnonzero(verdicts == INVALID)
         first = None
-        for s in samples:
-            verdict = check_metadata(s, use)
-            missing += verdict == "missing"
-            if verdict and verdict.startswith("invalid"):
-                invalid += 1
-                first = first or f"{record_name(s)}: {verdict.removeprefix('invalid: ')}"
-        counts["+".join(use)] = {"missing": missing, "invalid": invalid, "first_invalid": first}
+        if len(invalid):
+            s = samples[int(invalid[0])]
+            first = f"{record_name(s)}: {check_metadata(s, use).removeprefix('invalid: ')}"
+        counts["+".join(use)] = {"missing": int((verdicts == MISSING).sum()), "invalid": len(invalid),
+                                 "first_invalid": first}
     return counts
 
 

@@ -20,8 +20,9 @@ What a data-parallel run changes, and why it stays equal to one process with the
   Gradients taken with ``torch.autograd.grad`` (the trainer's ``update(only=…)``: the erudite meta
   step and PCGrad) never reach DDP's hooks, so the trainer averages them itself (``mean_gradients``).
 - Metrics are sums over ranks; checkpoints, logs, metrics and reports are written by rank 0 while
-  the others wait at a barrier; evaluation is split in strided slices whose outputs are gathered and
-  put back in dataset order, so every sample counts exactly once (no padding duplicates).
+  the others wait at a barrier; evaluation is split in strided slices, each rank counts its own
+  (top-k hits, per-class counts, mistakes) and the counts are added, so every sample counts exactly
+  once (no padding duplicates) and no rank ever holds another's scores.
 - Per-rank randomness (dropout, mixup draws, mosaics, the erudite meta-test choice) is seeded
   ``seed + rank``; initial weights are rank 0's (DDP broadcasts them).
 """
@@ -44,7 +45,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fgvc.config import Config
-from fgvc.data.samplers import ResumableSampler
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -121,42 +121,6 @@ class DistContext:
             raise FgvcError(f"after epoch {epoch}, the {self.world_size} processes hold different weights "
                             f"(checksums {[s.tolist() for s in sums]}): a gradient bypassed DDP's averaging — "
                             "train this method in a single process and report it")
-
-    def gatherer(self, loader) -> Callable:
-        """``gather_outputs`` for an evaluation loader: strided for ``ResumableSampler``'s slices,
-        concatenation in rank order otherwise (streamed shards give each rank a contiguous share)."""
-        return functools.partial(self.gather_outputs, strided=isinstance(loader.sampler, ResumableSampler))
-
-    def gather_outputs(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor,
-                       strided: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """All ranks' evaluation outputs, back in dataset order.
-
-        ``strided``: rank r evaluated samples r, r + W, r + 2W, ... (``ResumableSampler(shuffle=False)``),
-        so sample i is rank i % W's (i // W)-th output. Otherwise, or if unreadable images were
-        skipped and the slices no longer line up, the parts are concatenated in rank order (totals
-        stay exact; only the order can be lost, and no metric depends on it).
-        """
-        if not self.enabled:
-            return outputs, labels
-        parts = self.gather_object((outputs, labels))
-        total = sum(len(part_labels) for _, part_labels in parts)
-        strided = strided and all(len(part_labels) == len(range(r, total, self.world_size))
-                                  for r, (_, part_labels) in enumerate(parts))
-        filled = [(r, part) for r, part in enumerate(parts) if len(part[1])]
-        if not filled:
-            return outputs, labels
-
-        def merge(pieces: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
-            if not strided:
-                return torch.cat([piece for _, piece in pieces])
-            out = pieces[0][1].new_empty((total, *pieces[0][1].shape[1:]))
-            for r, piece in pieces:
-                out[r::self.world_size] = piece
-            return out
-
-        names = list(filled[0][1][0])
-        merged = {name: merge([(r, part[0][name]) for r, part in filled]) for name in names}
-        return merged, merge([(r, part[1]) for r, part in filled])
 
 
 _CONTEXT: DistContext | None = None

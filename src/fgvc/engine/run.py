@@ -13,7 +13,7 @@ from torch import nn
 
 from fgvc.checkpoint import load_checkpoint
 from fgvc.config import Config
-from fgvc.data.metadata import encode_batch
+from fgvc.data.index import as_index
 from fgvc.data.records import Splits
 from fgvc.data.splits import holdout_seed, prepare_splits
 from fgvc.engine.distributed import init_distributed, run_on_main
@@ -148,7 +148,7 @@ def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: Priors
                                           desc=f"{split} (image)", progress=cfg.train.progress)
     index = torch.cat(recorder.indices) if recorder.indices else torch.zeros(0, dtype=torch.long)
 
-    meta, _ = encode_batch(samples, prior.use, cfg.data.bad_metadata)
+    meta, _ = as_index(samples).encode(prior.use, cfg.data.bad_metadata)
     meta = torch.from_numpy(meta)[index]
     valid = meta.any(dim=1)
     combined = combine_with_image(image_logits, prior_logits(prior, meta, device=device), valid)
@@ -180,11 +180,11 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     """
     splits = splits or prepare_splits(cfg.data)
     ckpt, model, method, data_cfg, device = load_for_eval(cfg, checkpoint, splits.classes)
-    ctx = init_distributed(cfg.train.device)  # under torchrun: each rank a strided slice, gathered
+    ctx = init_distributed(cfg.train.device)  # under torchrun: each rank a strided slice; counts added
     loader = eval_loader(data_cfg, splits.samples(split), rank=ctx.rank, world_size=ctx.world_size)
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
                        groups=splits.groups, progress=cfg.train.progress and ctx.is_main,
-                       gather=ctx.gatherer(loader))
+                       gather=ctx.gather_object)
     report = _report(cfg, splits, model, metrics, split, loader.dataset.missing_metadata, ckpt.get("state"))
     report["protocol"]["checkpoint"] = _relative_to_run(cfg, checkpoint)
     if wants_tta(cfg.eval) or ensemble:
@@ -203,13 +203,13 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
 def _tta_rows(cfg: Config, splits: Splits, split: str, first: tuple, ensemble: Sequence[str | Path],
               ctx=None) -> list[dict]:
     """The TTA table of ``first`` (model, method, data config, device) and the ensemble checkpoints,
-    each loaded only when its turn comes; ``ctx``: the DDP context (each rank a slice, gathered)."""
+    each loaded only when its turn comes; ``ctx``: the DDP context (each rank a slice, counts added)."""
     def members():
         yield first
         for path in ensemble:
             yield load_for_eval(cfg, path, splits.classes)[1:]
 
     return evaluate_tta(cfg.eval, splits.samples(split), members(), len(splits.classes), splits.groups,
-                        progress=cfg.train.progress and (ctx is None or ctx.is_main),
-                        gather=ctx.gather_outputs if ctx is not None else None,
+                        ensemble_size=1 + len(ensemble), progress=cfg.train.progress and (ctx is None or ctx.is_main),
+                        gather=ctx.gather_object if ctx is not None else None,
                         loader_options={"rank": ctx.rank, "world_size": ctx.world_size} if ctx is not None else None)

@@ -232,7 +232,7 @@ class Trainer:
                 self.dist.check_replicas(self.model, self.state.epoch + 1)
                 val = evaluate(self.model, self.method, self.val_loader, self.device, self.num_classes,
                                cfg.eval.topk, amp=self.amp, channels_last=self.channels_last,
-                               desc="val", progress=cfg.train.progress, gather=self.dist.gatherer(self.val_loader))
+                               desc="val", progress=cfg.train.progress, gather=self.dist.gather_object)
                 row |= {"val_top1": val["top1"], f"val_top{cfg.eval.topk[1]}": val[f"top{cfg.eval.topk[1]}"]}
                 improved = val["top1"] > self.state.best_top1
                 if improved:

@@ -11,6 +11,8 @@ the config's ``eval`` section is one more row of a separate table:
 
 Softmax probabilities are averaged over an image's views, then, for an ensemble (several
 checkpoints), over the checkpoints; every prediction rule separately (PMSI's ``concat`` and ``mix``).
+Metrics are counted batch by batch; only an ensemble keeps probabilities between checkpoints, summed
+in a temporary memory-mapped file per setting and rule.
 A fusion model reads the same metadata with every view. With several checkpoints every setting is
 also evaluated as the ensemble.
 """
@@ -18,7 +20,7 @@ also evaluated as the ensemble.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -27,8 +29,9 @@ from tqdm import tqdm
 
 from fgvc.data.loader import make_dataset, make_loader
 from fgvc.data.transforms import Views, eval_transform_for, flip_views, multi_scale_views, ten_crop_views
-from fgvc.engine.evaluate import metrics_from_outputs, move, predictions
+from fgvc.engine.evaluate import ScoreFile, combine_ranks, count_outputs, metrics_from_counts, move, predictions
 from fgvc.errors import FgvcError
+from fgvc.metrics import Counts
 
 CENTRE = "centre crop"
 
@@ -54,17 +57,16 @@ def tta_settings(eval_cfg, data_cfg) -> dict[str, tuple[Views, int]]:
 
 
 @torch.no_grad()
-def predict_views(model: nn.Module, method, loader: DataLoader, device: torch.device, *, amp: bool = False,
-                  channels_last: bool = False, desc: str = "tta", progress: bool = True
-                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Per prediction rule, softmax probabilities ``[N, C]`` averaged over each image's views; labels ``[N]``.
+def view_batches(model: nn.Module, method, loader: DataLoader, device: torch.device, *, amp: bool = False,
+                 channels_last: bool = False, desc: str = "tta", progress: bool = True
+                 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Per batch: each prediction rule's softmax probabilities ``[B, C]`` averaged over each image's
+    views, and the labels ``[B]``.
 
     The loader's items hold a list of views (a :class:`Views` transform); each view is one forward of
     the whole batch, with the batch's metadata.
     """
     model.eval()
-    chunks: dict[str, list[torch.Tensor]] = {}
-    labels = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True):
         if "image" not in batch:
             continue
@@ -75,27 +77,63 @@ def predict_views(model: nn.Module, method, loader: DataLoader, device: torch.de
                 outputs = predictions(method, model, move({**batch, "image": view}, device, channels_last))
             for name, logits in outputs.items():
                 total[name] = total.get(name, 0) + logits.float().softmax(1).cpu()
-        for name, summed in total.items():
-            chunks.setdefault(name, []).append(summed / len(views))
-        labels.append(batch["label"].cpu())
+        yield {name: summed / len(views) for name, summed in total.items()}, batch["label"].cpu()
+
+
+def predict_views(model: nn.Module, method, loader: DataLoader, device: torch.device,
+                  **kwargs) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``view_batches`` of the whole loader, concatenated: probabilities ``[N, C]`` per rule, labels ``[N]``."""
+    chunks: dict[str, list[torch.Tensor]] = {}
+    labels = []
+    for probabilities, batch_labels in view_batches(model, method, loader, device, **kwargs):
+        for name, p in probabilities.items():
+            chunks.setdefault(name, []).append(p)
+        labels.append(batch_labels)
     if not labels:
         raise FgvcError("test-time augmentation: the split has no readable image")
     return {name: torch.cat(parts) for name, parts in chunks.items()}, torch.cat(labels)
 
 
-def average_probabilities(members: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The ensemble: each rule's probabilities averaged over the members (checkpoints)."""
-    rules = list(members[0])
-    if any(list(m) != rules for m in members):
-        raise FgvcError("ensemble: the checkpoints have different prediction rules "
-                        f"({', '.join('/'.join(m) for m in members)}): ensemble models of one method")
-    return {name: torch.stack([m[name] for m in members]).mean(0) for name in rules}
+class EnsembleSum:
+    """Each rule's probabilities summed over the ensemble's members, row by row, in ``ScoreFile``s
+    (the members run one after the other, each over the whole split); the average is read back in
+    blocks. Members must have the same prediction rules."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, ScoreFile] = {}
+        self.labels: list[torch.Tensor] = []
+        self.members = self.row = 0
+
+    def start_member(self) -> None:
+        self.members += 1
+        self.row = 0
+
+    def add(self, probabilities: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
+        if self.members == 1:
+            for name, p in probabilities.items():
+                self.files.setdefault(name, ScoreFile()).append(p)
+            self.labels.append(labels)
+        else:
+            if list(probabilities) != list(self.files):
+                raise FgvcError("ensemble: the checkpoints have different prediction rules "
+                                f"({'/'.join(self.files)} and {'/'.join(probabilities)}): ensemble models of one method")
+            for name, p in probabilities.items():
+                self.files[name].array()[self.row:self.row + len(p)] += p.numpy()
+        self.row += len(labels)
+
+    def average_batches(self, rows: int = 4096) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        """The average over members in blocks of ``rows``: (probabilities per rule, labels)."""
+        labels = torch.cat(self.labels)
+        for begin in range(0, len(labels), rows):
+            block = slice(begin, begin + rows)
+            yield ({name: torch.from_numpy(f.array()[block] / self.members) for name, f in self.files.items()},
+                   labels[block])
 
 
-def tta_row(setting: str, views: int, checkpoints: int, probabilities: dict[str, torch.Tensor],
-            labels: torch.Tensor, num_classes: int, topk: tuple[int, ...], groups=None) -> dict:
+def tta_row(setting: str, views: int, checkpoints: int, counts: dict[str, Counts],
+            topk: tuple[int, ...], groups=None) -> dict:
     """One table row: top-k and mean per-class of the primary rule, top-1 of the others."""
-    m = metrics_from_outputs(probabilities, labels, num_classes, topk, groups)
+    m = metrics_from_counts(counts, groups)
     row = {"setting": setting, "checkpoints": checkpoints, "views": views}
     row |= {f"top-{k}": m[f"top{k}"] for k in topk} | {"mean per-class": m["mean_per_class"]}
     if "mean_over_datasets" in m:
@@ -106,30 +144,52 @@ def tta_row(setting: str, views: int, checkpoints: int, probabilities: dict[str,
 
 
 def evaluate_tta(eval_cfg, samples: list, members: Iterable[tuple[nn.Module, object, object, torch.device]],
-                 num_classes: int, groups=None, *, progress: bool = True, loader_options: dict | None = None,
-                 gather: Callable | None = None) -> list[dict]:
+                 num_classes: int, groups=None, *, ensemble_size: int = 1, progress: bool = True,
+                 loader_options: dict | None = None, gather: Callable | None = None) -> list[dict]:
     """The TTA table: the first member's row for every setting, then (several members) the ensemble's.
 
-    ``members``: ``(model, method, data_cfg, device)`` per checkpoint, consumed one at a time (a
-    generator loads each checkpoint only when its turn comes); ``samples``: the split's samples.
-    ``loader_options`` (rank, world_size) and ``gather`` shard the split under DDP, as ``evaluate`` does.
+    ``members``: ``(model, method, data_cfg, device)`` per checkpoint, ``ensemble_size`` of them,
+    consumed one at a time (a generator loads each checkpoint only when its turn comes); ``samples``:
+    the split's samples. Metrics are counted batch by batch; an ensemble's probabilities are summed
+    in mapped files (``EnsembleSum``). ``loader_options`` (rank, world_size) and ``gather`` shard the
+    split under DDP, as ``evaluate`` does: each rank counts its share and the counts are added.
     """
-    per_member, labels, settings = [], None, None
-    for model, method, data_cfg, device in members:
+    topk, settings = eval_cfg.topk, None
+    first: dict[str, dict[str, Counts]] = {}
+    sums: dict[str, EnsembleSum] = {}
+    for member, (model, method, data_cfg, device) in enumerate(members):
         settings = settings or tta_settings(eval_cfg, data_cfg)
         dataset = make_dataset(data_cfg, samples, train=False)  # the member's own metadata inputs
-        probabilities = {}
         for name, (views, _) in settings.items():
             dataset = copy.copy(dataset)
             dataset.transform = views
             loader = make_loader(data_cfg, dataset, train=False, **(loader_options or {}))
-            probabilities[name], labels = predict_views(model, method, loader, device, desc=name, progress=progress)
-            if gather is not None:
-                probabilities[name], labels = gather(probabilities[name], labels)
-        per_member.append(probabilities)
-    rows = [tta_row(name, count, 1, per_member[0][name], labels, num_classes, eval_cfg.topk, groups)
-            for name, (_, count) in settings.items()]
-    if len(per_member) > 1:
-        rows += [tta_row(name, count, len(per_member), average_probabilities([p[name] for p in per_member]),
-                         labels, num_classes, eval_cfg.topk, groups) for name, (_, count) in settings.items()]
+            batches = view_batches(model, method, loader, device, desc=name, progress=progress)
+            if ensemble_size > 1:
+                sums.setdefault(name, EnsembleSum()).start_member()
+                batches = _tee(batches, sums[name].add)
+            if member == 0:
+                first[name] = count_outputs(batches, num_classes, topk)
+            else:
+                for _ in batches:
+                    pass
+
+    def reduced(counts: dict[str, Counts]) -> dict[str, Counts]:
+        return combine_ranks(gather(counts)) if gather is not None else counts
+
+    first = {name: reduced(counts) for name, counts in first.items()}
+    if not all(first.values()):  # the same answer on every rank: the counts are the whole split's
+        raise FgvcError("test-time augmentation: the split has no readable image")
+    rows = [tta_row(name, count, 1, first[name], topk, groups) for name, (_, count) in settings.items()]
+    if ensemble_size > 1:
+        rows += [tta_row(name, count, sums[name].members,
+                         reduced(count_outputs(sums[name].average_batches(), num_classes, topk)), topk, groups)
+                 for name, (_, count) in settings.items()]
     return rows
+
+
+def _tee(batches: Iterator, consumer: Callable) -> Iterator:
+    """``batches`` unchanged, each also handed to ``consumer(*batch)`` on its way."""
+    for batch in batches:
+        consumer(*batch)
+        yield batch

@@ -45,7 +45,8 @@ from torch import nn
 from tqdm import tqdm
 
 from fgvc.checkpoint import load_checkpoint, save_atomic
-from fgvc.data.metadata import USES, encode_batch, metadata_dim
+from fgvc.data.index import as_index
+from fgvc.data.metadata import USES, metadata_dim
 from fgvc.data.records import Sample
 from fgvc.errors import DataError, FgvcError
 from fgvc.models.fusion import LocationEncoder
@@ -227,8 +228,9 @@ def train_priors(samples: Sequence[Sample], num_classes: int, use: str | Iterabl
     if balance not in ("instance", "class"):
         raise ValueError(f"balance must be 'instance' or 'class', not {balance!r}")
     use = (use,) if isinstance(use, str) else tuple(use)
-    meta, n_missing = encode_batch(samples, use, on_invalid)
-    labels = np.array([s.label for s in samples], dtype=np.int64)
+    samples = as_index(samples)
+    meta, n_missing = samples.encode(use, on_invalid)
+    labels = samples.labels.astype(np.int64)
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
         raise DataError(f"label {labels[bad[0]]} of sample {samples[bad[0]].path!r} is outside "

@@ -13,6 +13,7 @@ import inspect
 import os
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from fgvc.data.formats import aircraft, cars, cifar, cinic, cub, flowers, folder, inat, manifest, yfcc
 from fgvc.data.records import DatasetSource
@@ -38,6 +39,17 @@ FORMATS: dict[str, Callable[..., DatasetSource]] = {
 def format_options(fmt: str) -> list[str]:
     """The options ``read_dataset(fmt, root, ...)`` accepts."""
     return [p for p in inspect.signature(FORMATS[fmt]).parameters if p not in ("root", "year")]
+
+
+def annotation_files(fmt: str, root: str | os.PathLike, **options) -> list[Path] | None:
+    """The files a reader parses for ``options`` (what the index cache is keyed on), or None for a
+    format whose records are the folder itself or that is small enough to read each time."""
+    module = {"inat2017": inat, "inat2018": inat, "inat2021": inat, "manifest": manifest}.get(fmt)
+    if module is None:
+        return None
+    if fmt.startswith("inat"):
+        options["year"] = fmt.removeprefix("inat")
+    return module.annotation_files(Path(root), **options)
 
 
 def read_dataset(fmt: str, root: str | os.PathLike, **options) -> DatasetSource:

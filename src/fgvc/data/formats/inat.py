@@ -16,15 +16,28 @@ and ``categories`` [{id, name, supercategory, ...}]; labels follow the sorted ca
 Only the split files present (or those named in ``splits``) are read: ``train.json`` of 2021 is
 2.7 M images, so pass ``splits=("train_mini", "val")`` to skip it. The taxonomy of each class is in
 ``DatasetSource.taxonomy`` (rank -> value per label), e.g. ``taxonomy["genus"]``.
+
+A 2021 file is decoded into only the fields read (msgspec skips ``width``, ``license``,
+``rights_holder``... without building them) and turned into columns with NumPy (``SampleIndex``);
+a file with anything unexpected (a missing key, a duplicate id, an id that is not an integer, a
+value of the wrong type) is read again the general way, record by record, so that every problem is
+named as before.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import msgspec
+import numpy as np
+
+from fgvc.data.columns import StringColumn
 from fgvc.data.formats._common import Problems, absolute, finish, image_exists, load_json, number, require
+from fgvc.data.index import SampleIndex
 from fgvc.data.records import DatasetSource, Sample
 from fgvc.errors import DataError
 
@@ -35,6 +48,35 @@ SPLIT_FILES = {
 }
 RANKS = ("supercategory", "kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet",
          "common_name")
+
+
+class _Image(msgspec.Struct):  # the fields read, typed as the release writes them
+    id: int
+    file_name: str
+    latitude: float | None = None
+    longitude: float | None = None
+    date: str | None = None
+
+
+class _Annotation(msgspec.Struct):
+    image_id: int
+    category_id: int
+
+
+class _File(msgspec.Struct):
+    images: list[_Image]
+    annotations: list[_Annotation]
+    categories: Any
+
+
+def _lean(path: Path) -> _File | None:
+    """A 2021 split file decoded into the fields read, or None if any record is not as the release
+    writes them (a missing key, a value of another type): the general path then names it."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return msgspec.json.decode(data, type=_File)
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OSError):  # ValueError: an empty file
+        return None
 
 
 def _is_id(value: object) -> bool:
@@ -128,12 +170,8 @@ def _split(data: object, file: str, root: Path, year: str, label_of: dict, locat
     return samples
 
 
-def read(root: str | os.PathLike, year: str | int, splits: Sequence[str] | None = None,
-         name: str | None = None, on_bad_record: str = "error", check_images: bool = True) -> DatasetSource:
-    year = str(year)
-    if year not in SPLIT_FILES:
-        raise DataError(f"inat: year must be one of {', '.join(SPLIT_FILES)}, not {year!r}")
-    root, problems, name = require(root), Problems(on_bad_record), name or f"inat{year}"
+def _wanted(root: Path, year: str, splits: Sequence[str] | None, name: str) -> dict[str, str]:
+    """{split: file} of the splits to read: those asked, else those whose file is present."""
     files = SPLIT_FILES[year]
     unknown = [s for s in (splits or ()) if s not in files]
     if unknown:
@@ -142,11 +180,75 @@ def read(root: str | os.PathLike, year: str | int, splits: Sequence[str] | None 
     if not any(s.startswith("train") for s in wanted) or "val" not in wanted:
         need = " or ".join(f for s, f in files.items() if s != "val")
         raise DataError(f"{root}: {name} needs {need} and {files['val']}")
+    return wanted
 
-    data = {split: load_json(root / file) for split, file in wanted.items()}
+
+def annotation_files(root: Path, year: str, splits: Sequence[str] | None = None, name: str | None = None,
+                     **_options) -> list[Path]:
+    """The files ``read`` parses: the split files, their locations files and 2018's categories.json."""
+    root = require(root)
+    files = [root / f for f in _wanted(root, str(year), splits, name or f"inat{year}").values()]
+    extra = [f.with_name(f.name.replace(".json", "_locations.json")) for f in files] + [root / "categories.json"]
+    return files + [f for f in extra if str(year) != "2021" and f.is_file()]
+
+
+def _as_dict(lean: _File) -> dict:
+    return {"categories": lean.categories}
+
+
+def _columns(lean: _File, root: Path, label_of: dict, name: str, check_images: bool) -> SampleIndex | None:
+    """The split as columns when the records are as the release writes them (types checked by the
+    decoder; here: unique image ids, one annotation per image, known categories, every image present
+    when ``check_images``); None otherwise."""
+    images, annotations = lean.images, lean.annotations
+    if not images or len(annotations) != len(images):
+        return None
+    ids = np.array([i.id for i in images], np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    annotated = np.array([a.image_id for a in annotations], np.int64)
+    where = np.clip(np.searchsorted(sorted_ids, annotated), 0, len(ids) - 1)
+    if ((np.diff(sorted_ids) == 0).any() or (sorted_ids[where] != annotated).any()
+            or np.bincount(where, minlength=len(ids)).max() > 1):
+        return None  # a duplicate image, an annotation of no image, or an image annotated twice
+    try:
+        labels = np.empty(len(ids), np.int32)
+        labels[order[where]] = [label_of[a.category_id] for a in annotations]
+    except KeyError:  # a category not in categories
+        return None
+    paths = _absolute_paths(root, [i.file_name for i in images])
+    if check_images and not all(os.path.isfile(p) for p in paths.to_list()):
+        return None
+    lat = np.array([i.latitude for i in images], np.float64)  # None -> NaN
+    lon = np.array([i.longitude for i in images], np.float64)
+    return SampleIndex.from_columns(labels, paths, ids, lat, lon,
+                                    StringColumn.from_strings([i.date for i in images]), name)
+
+
+def _absolute_paths(root: Path, names: list[str]) -> StringColumn:
+    """``absolute(root, name)`` of each name. Names already in normal form (no "." or ".." part, no
+    doubled or edge "/") are appended to the root as they are: checked on all names at once."""
+    prefix = os.path.join(os.path.abspath(root), "")
+    joined = "\n" + "\n".join(names) + "\n"
+    odd = ("//", "/.", "\n.", "\n/", "/\n", "\n\n")  # "/." also flags ".hidden" names: then the slow way
+    if joined.count("\n") == len(names) + 1 and not any(pattern in joined for pattern in odd):
+        return StringColumn.from_strings([prefix + n for n in names])
+    return StringColumn.from_strings([absolute(root, n) for n in names])
+
+
+def read(root: str | os.PathLike, year: str | int, splits: Sequence[str] | None = None,
+         name: str | None = None, on_bad_record: str = "error", check_images: bool = True) -> DatasetSource:
+    year = str(year)
+    if year not in SPLIT_FILES:
+        raise DataError(f"inat: year must be one of {', '.join(SPLIT_FILES)}, not {year!r}")
+    root, problems, name = require(root), Problems(on_bad_record), name or f"inat{year}"
+    wanted = _wanted(root, year, splits, name)
+
+    data = {split: (year == "2021" and _lean(root / file)) or load_json(root / file) for split, file in wanted.items()}
     categories: dict = {}
     for split, file in wanted.items():
-        _categories(data[split], file, categories, problems)
+        _categories(_as_dict(data[split]) if isinstance(data[split], _File) else data[split], file, categories,
+                    problems)
     if year == "2018" and (root / "categories.json").is_file():
         extra = {"categories": load_json(root / "categories.json")}
         named = {}
@@ -157,8 +259,14 @@ def read(root: str | os.PathLike, year: str | int, splits: Sequence[str] | None 
 
     samples = {}
     for split, file in wanted.items():
+        split_data = data.pop(split)
+        if isinstance(split_data, _File):
+            samples[split] = _columns(split_data, root, label_of, name, check_images)
+            if samples[split] is not None:
+                continue
+            split_data = load_json(root / file)  # something unexpected: record by record, to name it
         locations = _locations(root, file, problems) if year != "2021" else {}
-        samples[split] = _split(data.pop(split), file, root, year, label_of, locations, name, problems,
+        samples[split] = _split(split_data, file, root, year, label_of, locations, name, problems,
                                 check_images)
     taxonomy = {rank: [str(categories[c].get(rank, "")) for c in ids]
                 for rank in RANKS if any(rank in categories[c] for c in ids)}

@@ -43,6 +43,10 @@ def _find(root: str | os.PathLike) -> Path:
     raise DataError(f"{path}: no {' or '.join(NAMES)} in this folder")
 
 
+def annotation_files(root: Path, **_options) -> list[Path]:
+    return [_find(root)]
+
+
 def _rows(path: Path, problems: Problems) -> tuple[list[tuple[int, dict]], bool]:
     """(line number, row) pairs and whether the file has a split column."""
     if path.suffix.lower() in (".jsonl", ".json"):
