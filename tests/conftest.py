@@ -66,3 +66,11 @@ def trained_runs(tmp_path_factory) -> dict:
     from _deploy import train_runs
 
     return train_runs(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def deploy_models(tmp_path_factory):
+    """Image-only, Dynamic MLP and PriorsNet runs on a tiny synthetic iNat-2021 set (tests/_species_models.py)."""
+    from _species_models import train_deploy_models
+
+    return train_deploy_models(tmp_path_factory.mktemp("deploy"))

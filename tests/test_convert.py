@@ -232,10 +232,11 @@ def test_cli_import_then_predict_with_and_without_metadata(tmp_path, capsys):
     args = ["-q", "predict", "--checkpoint", str(out), str(image), "--json", "--topk", "3"]
     assert main(args + ["--lat", "45.5", "--lon", "-73.6", "--date", "2021-06-01"]) == 0
     [with_meta] = json.loads(capsys.readouterr().out)
-    assert with_meta["metadata"] == "used" and len(with_meta["top"]) == 3
+    assert with_meta["metadata_source"] == "cli" and len(with_meta["top"]) == 3
+    assert (with_meta["lat"], with_meta["lon"], with_meta["date"]) == (45.5, -73.6, "2021-06-01")
     assert main(args) == 0
     [without] = json.loads(capsys.readouterr().out)
-    assert "missing --lat, --lon, --date" in without["metadata"]
+    assert without["metadata_source"] == "none" and without["lat"] is None  # the photo has no EXIF either
     assert without["top"] != with_meta["top"]  # the metadata changes the prediction
     assert main(args + ["--lat", "95", "--lon", "0", "--date", "2021-06-01"]) == 2
-    assert "latitude 95" in capsys.readouterr().err
+    assert "--lat 95.0: expected a number in -90..90" in capsys.readouterr().err

@@ -25,6 +25,8 @@ EPILOG = """examples:
   fgvc predict --checkpoint runs/quickstart/checkpoints/best.pt photo.jpg --lat 45.5 --lon -73.6 --date 2021-06-01
   fgvc analyze cam --checkpoint runs/quickstart/checkpoints/best.pt a.jpg b.jpg   Grad-CAM grid
   fgvc export --checkpoint runs/quickstart/checkpoints/best.pt --format onnx   ONNX + parity check
+  fgvc predict --checkpoint best.pt photos/ --out results.csv   each photo's own EXIF place and date
+  fgvc serve --checkpoint best.pt                   API and web page on http://127.0.0.1:8000/
 """
 
 

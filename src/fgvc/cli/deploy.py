@@ -1,9 +1,11 @@
-"""`fgvc predict`, `fgvc export`, `fgvc benchmark latency` and `fgvc import-checkpoint`."""
+"""`fgvc predict`, `fgvc serve`, `fgvc export`, `fgvc benchmark latency` and `fgvc import-checkpoint`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from pathlib import Path
 
 from fgvc.cli.common import add_out
@@ -12,16 +14,59 @@ from fgvc.errors import FgvcError
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands to the ``fgvc`` parser."""
-    p = sub.add_parser("predict", help="top-k classes of image files (with --lat/--lon/--date for metadata models)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p = sub.add_parser("predict", help="top-k species of photos, each with its own place and date (EXIF, manifest "
+                       "or --lat/--lon/--date), to the terminal or a CSV/JSONL/JSON file",
+                       description="Predict every IMAGE (files, folders searched recursively, globs) and every "
+                       "image of --manifest. Metadata per image, field by field: --lat/--lon/--date (all "
+                       "images) > the manifest's lat, lon, date > the photo's EXIF (GPS, DateTimeOriginal); "
+                       "each row says what was used and its source (cli, csv, exif, none). --out writes one "
+                       "row per image as it goes; running the same command again resumes (images already "
+                       "in the file are skipped). Unreadable files are rows with their reason; the exit "
+                       "status is 1 only when no image could be read.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, folders or quoted globs")
     p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint (best.pt, last.pt or imported)")
-    p.add_argument("--lat", type=float, help="latitude in degrees, -90..90")
-    p.add_argument("--lon", type=float, help="longitude in degrees, -180..180")
-    p.add_argument("--date", help="observation date, YYYY-MM-DD")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--manifest", metavar="FILE", help="CSV (header path[,lat,lon,date]) or JSONL of images to "
+                   "predict; relative paths are relative to the file")
+    p.add_argument("--out", metavar="FILE", help="results.csv, results.jsonl or results.json (resumable)")
+    p.add_argument("--lat", type=float, help="latitude in degrees, -90..90, for every image")
+    p.add_argument("--lon", type=float, help="longitude in degrees, -180..180, for every image")
+    p.add_argument("--date", help="observation date YYYY-MM-DD, for every image")
+    p.add_argument("--ignore-location", action="store_true", help="use no location (captive or planted)")
+    p.add_argument("--ignore-date", action="store_true", help="use no date")
+    p.add_argument("--prior", metavar="RUN", help="a PriorsNet run folder (or its checkpoints/priors.pt): "
+                   "re-rank by p(y|x)·σ(s_y(location, date))")
+    p.add_argument("--species-list", metavar="FILE", help="allow only these classes: one class name, common "
+                   "name or genus per line")
+    p.add_argument("--region", metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
+                   help="allow only classes seen inside this box in the training data (write "
+                   "--region=-40,-30,140,155 when the box starts with a minus sign)")
+    p.add_argument("--topk", type=int, default=5, help="classes per image")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader processes decoding the images")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="without --out: print the rows as JSON")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="an HTTP API (POST /v1/predict) and a web page for a checkpoint",
+                       description="Serve --checkpoint (with its --prior, --species-list, --region as in "
+                       "fgvc predict) with FastAPI on uvicorn: the page at /, POST /v1/predict (multipart field "
+                       "image; form fields lat, lon, date, topk, ignore_location, ignore_date, compare), "
+                       "GET /v1/model, GET /healthz, OpenAPI docs at /docs. Binds 127.0.0.1 unless --host "
+                       "says otherwise.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint (best.pt, last.pt or imported)")
+    p.add_argument("--prior", metavar="RUN", help="a PriorsNet run folder (or its checkpoints/priors.pt)")
+    p.add_argument("--species-list", metavar="FILE", help="allow only these classes (class names, common names "
+                   "or genera, one per line)")
+    p.add_argument("--region", metavar="LAT_MIN,LAT_MAX,LON_MIN,LON_MAX",
+                   help="allow only classes seen inside this box in the training data (--region=-40,... "
+                   "when it starts with a minus sign)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=20, help="larger request bodies get 413")
+    p.add_argument("--max-batch", type=int, default=16, help="concurrent requests batched into one forward pass")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="a checkpoint as an ONNX file, checked against PyTorch, with class names",
                        description="Export to ONNX (input image [B,3,S,S], plus meta [B,D] for metadata "
@@ -63,17 +108,111 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_import_checkpoint)
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from fgvc.deploy.predict import predict_images
+def _metadata_given(args: argparse.Namespace):
+    """--lat/--lon/--date as given for every image, refused when they cannot be used as written."""
+    import math
 
-    results = predict_images(args.checkpoint, args.images, args.lat, args.lon, args.date, args.topk, args.device)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    for result in results:
-        print(f"{result['image']}  (metadata: {result['metadata']})")
-        for rank, top in enumerate(result["top"], 1):
+    from fgvc.data.metadata import date_fraction
+    from fgvc.deploy.predict import Given
+
+    if (args.lat is None) != (args.lon is None):
+        raise FgvcError("--lat and --lon go together: give both, or neither (then each photo's own EXIF "
+                        "or the manifest gives the location)")
+    if args.ignore_location and args.lat is not None:
+        raise FgvcError("--ignore-location with --lat/--lon: choose one")
+    if args.ignore_date and args.date is not None:
+        raise FgvcError("--ignore-date with --date: choose one")
+    for flag, value, limit in (("--lat", args.lat, 90), ("--lon", args.lon, 180)):
+        if value is not None and not (math.isfinite(value) and abs(value) <= limit):
+            raise FgvcError(f"{flag} {value}: expected a number in -{limit}..{limit} (to predict without "
+                            "a location, leave out --lat/--lon and use --ignore-location)")
+    if args.date is not None:
+        try:
+            date_fraction(args.date)
+        except ValueError as exc:
+            raise FgvcError(f"--date: {exc} (expected YYYY-MM-DD)") from None
+    if args.lat is None and args.date is None:
+        return None
+    return Given(args.lat, args.lon, args.date)
+
+
+def _predictor(args: argparse.Namespace):
+    """The model of --checkpoint with its --prior, --species-list and --region (predict and serve)."""
+    from fgvc.deploy.model import load_inference_model
+    from fgvc.deploy.predictor import Predictor, load_prior, read_species_list, region_classes
+
+    model = load_inference_model(args.checkpoint, args.device)
+    prior = load_prior(args.prior, model) if args.prior else None
+    allowed = None
+    if args.species_list:
+        allowed, unknown = read_species_list(args.species_list, model)
+        if unknown:
+            logging.getLogger("fgvc").warning("%s: %d names match no class of the model (e.g. %s)",
+                                              args.species_list, len(unknown), ", ".join(unknown[:3]))
+    if args.region:
+        in_region = region_classes(args.region, model)
+        allowed = in_region if allowed is None else allowed & in_region
+        if not allowed:
+            raise FgvcError(f"--species-list and --region {args.region} have no class in common")
+    return Predictor(model, prior, allowed, getattr(args, "topk", 5))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from fgvc.deploy.predict import predict_files
+
+    if args.topk < 1:
+        raise FgvcError(f"--topk {args.topk}: must be at least 1")
+    if args.batch_size < 1 or args.workers < 0:
+        raise FgvcError("--batch-size must be at least 1 and --workers at least 0")
+    if not args.images and not args.manifest:
+        raise FgvcError("no images: give files, folders or globs, or --manifest FILE")
+    cli = _metadata_given(args)
+    predictor = _predictor(args)
+    summary = predict_files(predictor, args.images, manifest=args.manifest, cli=cli,
+                            ignore_location=args.ignore_location, ignore_date=args.ignore_date, out=args.out,
+                            batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)
+    for warning in summary.warnings:
+        print(f"fgvc: warning: {warning}", file=sys.stderr)
+    for reason in summary.unreadable:
+        print(f"fgvc: unreadable: {reason}", file=sys.stderr)
+    if args.out is None:
+        _print_rows(summary.rows, args.json)
+    sources = ", ".join(f"{k} {v}" for k, v in summary.sources.most_common()) or "none"
+    malformed = ", ".join(f"{k} {v}" for k, v in summary.metadata_problems.most_common())
+    print(f"{summary.predicted} images predicted, {len(summary.unreadable)} unreadable"
+          + (f", {summary.skipped_done} already in {args.out}" if summary.skipped_done else "")
+          + f"; metadata from: {sources}" + (f"; malformed fields treated as missing: {malformed}" if malformed else "")
+          + (f"; results: {args.out}" if args.out else ""), file=sys.stderr if args.json else sys.stdout)
+    return 1 if summary.unreadable and not summary.predicted and not summary.skipped_done else 0
+
+
+def _print_rows(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        used = [f"{k} {row[k]}" for k in ("lat", "lon", "date") if row[k] is not None]
+        print(f"{row['image']}  (metadata: {', '.join(used) + ' from ' + row['metadata_source'] if used else 'none used'})")
+        for rank, top in enumerate(row["top"], 1):
             print(f"  {rank}. {top['class']:40s} {100 * top['probability']:6.2f} %")
+        if row.get("rollup"):
+            r = row["rollup"]
+            print(f"  (best raw class {r['raw_class']} is not allowed"
+                  + (f"; both are of the genus {r['genus']})" if r["genus"] else ")"))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fgvc.deploy.serve import serve
+
+    if args.max_upload_mb <= 0 or args.max_batch < 1:
+        raise FgvcError("--max-upload-mb must be positive and --max-batch at least 1")
+    predictor = _predictor(args)
+    print(f"fgvc serve: {len(predictor.model.classes)} classes, reads {'+'.join(predictor.model.metadata) or 'no metadata'}"
+          + (f", prior reads {'+'.join(predictor.prior_use)}" if predictor.prior is not None else "")
+          + f"; page http://{args.host}:{args.port}/  API docs http://{args.host}:{args.port}/docs", flush=True)
+    serve(predictor, args.host, args.port, int(args.max_upload_mb * 2**20), args.max_batch)
     return 0
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from fgvc.checkpoint import load_checkpoint, save_atomic
 from fgvc.config import Config
 from fgvc.data.loader import make_dataset, make_loader, set_epoch
+from fgvc.data.occurrences import occurrence_table
 from fgvc.data.records import Splits
 from fgvc.data.splits import prepare_splits
 from fgvc.engine import distributed
@@ -150,6 +151,7 @@ class Trainer:
                             "data.batch_size")
 
         self.groups = [count for _, count in self.splits.groups]  # class counts per dataset (joint data)
+        self.deployment = self._deployment_info()
         self.model = build_model(cfg, self.num_classes, groups=self.groups)
         self.model = distributed.convert_sync_batchnorm(self.model, self.dist, cfg).to(self.device)
         if self.channels_last:
@@ -167,12 +169,22 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
 
     # --- checkpoints -------------------------------------------------------------------------
+    def _deployment_info(self) -> dict:
+        """What prediction needs beyond the weights: the taxonomy of the classes (iNaturalist) and
+        where training saw each class (``fgvc predict --region``; not for streamed shards, whose
+        records would all have to be read)."""
+        info = {"taxonomy": {rank: list(values) for rank, values in self.splits.source.taxonomy.items()}}
+        if isinstance(self.splits.train, list):
+            info["occurrences"] = occurrence_table(self.splits.train)
+        return info
+
     def checkpoint(self) -> dict:
         ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "state": asdict(self.state), "rng": rng_state(), "config": self.cfg.model_dump(mode="json"),
                 "classes": self.splits.classes, "dataset": self.splits.source.name, "groups": self.groups,
-                "world_size": self.dist.world_size, "rng_ranks": self.dist.gather_object(rng_state())}
+                "world_size": self.dist.world_size, "rng_ranks": self.dist.gather_object(rng_state()),
+                **self.deployment}
         if hasattr(self.method, "state_dict"):  # the method's own state (CTC: heads, banks, snapshot)
             ckpt["method"] = self.method.state_dict()
         return ckpt
@@ -190,7 +202,7 @@ class Trainer:
         """What evaluation needs (no optimiser or RNG): the content of best.pt and epoch_NNN.pt."""
         return {"model": self.model.state_dict(), "state": asdict(self.state),
                 "config": self.cfg.model_dump(mode="json"), "classes": self.splits.classes,
-                "dataset": self.splits.source.name, "groups": self.groups}
+                "dataset": self.splits.source.name, "groups": self.groups, **self.deployment}
 
     def save_best(self) -> None:
         self._save(self.weights(), self.ckpt_dir / "best.pt")
