@@ -174,8 +174,8 @@ def test_page_in_headless_chromium(server, photo, tmp_path):
         driver.quit()
 
 
-def screenshot(checkpoint: str, photo: str, out: str, *serve_args: str, width: int = 1280, height: int = 1000) -> None:
-    """The page of ``fgvc serve --checkpoint CHECKPOINT`` after ``photo`` was dropped in, as a PNG."""
+def screenshot(checkpoint: str, photo: str, out: str, *serve_args: str, width: int = 1280) -> None:
+    """The whole page of ``fgvc serve --checkpoint CHECKPOINT`` after ``photo`` was chosen, as a PNG."""
     import tempfile
 
     from selenium.webdriver.common.by import By
@@ -183,13 +183,15 @@ def screenshot(checkpoint: str, photo: str, out: str, *serve_args: str, width: i
 
     server = Server("--checkpoint", checkpoint, *serve_args)
     with tempfile.TemporaryDirectory() as tmp:
-        driver = browser(Path(tmp), width, height)
+        driver = browser(Path(tmp), width, 1000)
         try:
             wait = WebDriverWait(driver, 120)
             driver.get(server.url + "/")
             wait.until(lambda d: "classes" in d.find_element(By.ID, "model").text)
             driver.find_element(By.ID, "photo").send_keys(str(Path(photo).resolve()))
             wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li")) >= 5)
+            inner = driver.execute_script("return window.outerHeight - window.innerHeight")
+            driver.set_window_size(width, driver.execute_script("return document.body.scrollHeight") + inner)
             time.sleep(0.5)
             driver.save_screenshot(out)
         finally:

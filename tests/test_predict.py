@@ -143,6 +143,8 @@ def test_precedence_is_cli_then_file_then_exif_field_by_field():
     assert meta == Metadata(10.0, 20.0, "2021-06-01 10:00:00", "exif", "exif")
     assert [source for source, _ in problems] == ["csv", "csv"]
     assert resolve_metadata({"csv": Given(float("nan"), 4.0, None), "exif": None})[0] == Metadata()
+    assert resolve_metadata({"csv": Given("", " ", ""), "exif": exif}) == (  # empty cells: not given
+        Metadata(10.0, 20.0, "2021-06-01 10:00:00", "exif", "exif"), [])
     meta, _ = resolve_metadata({"cli": Given(1.0, 2.0, "2020-01-01"), "exif": exif}, ignore_location=True)
     assert meta == Metadata(None, None, "2020-01-01", None, "cli")
     meta, _ = resolve_metadata({"exif": exif}, ignore_date=True)

@@ -72,6 +72,11 @@ def _valid_date(given: Given) -> str | None:
     return str(given.date).strip()
 
 
+def _given(value: object) -> bool:
+    """A value was given (an empty manifest cell is not one)."""
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
 def resolve_metadata(sources: dict[str, Given | PhotoMetadata | None], ignore_location: bool = False,
                      ignore_date: bool = False) -> tuple[Metadata, list[tuple[str, str]]]:
     """Field by field, the first valid value in the order cli > csv > exif.
@@ -86,13 +91,12 @@ def resolve_metadata(sources: dict[str, Given | PhotoMetadata | None], ignore_lo
         given = sources.get(name)
         if given is None:
             continue
-        has_location = given.lat is not None or given.lon is not None
-        if location is None and not ignore_location and has_location:
+        if location is None and not ignore_location and (_given(given.lat) or _given(given.lon)):
             location = _valid_location(given)
             loc_source = name if location else None
             if location is None:
                 problems.append((name, f"location ({given.lat}, {given.lon}) is not a valid latitude/longitude"))
-        if date is None and not ignore_date and given.date is not None and str(given.date).strip():
+        if date is None and not ignore_date and _given(given.date):
             date = _valid_date(given)
             date_source = name if date else None
             if date is None:
