@@ -15,15 +15,19 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from fgvc.data.metadata import check_metadata
+from fgvc.data.index import SampleIndex
+from fgvc.data.metadata import OK
 from fgvc.data.records import Sample
 
 
-def occurrence_table(samples: Iterable[Sample]) -> dict[str, torch.Tensor]:
+def occurrence_table(samples: SampleIndex | Iterable[Sample]) -> dict[str, torch.Tensor]:
     """The distinct (label, lat, lon at 0.1°) of the samples that have a valid location."""
-    rows = [(s.label, round(float(s.lat) * 10), round(float(s.lon) * 10)) for s in samples
-            if check_metadata(s, ("geo",)) is None]
-    table = np.unique(np.array(rows, dtype=np.int64).reshape(-1, 3), axis=0)
+    index = samples if isinstance(samples, SampleIndex) else SampleIndex.from_samples(list(samples))
+    status = index.columns["meta_status"]
+    valid = (status[:, 0] == OK) & (status[:, 1] == OK)
+    rows = np.stack([index.labels[valid].astype(np.int64), np.round(index.columns["lat"][valid] * 10),
+                     np.round(index.columns["lon"][valid] * 10)], axis=1).astype(np.int64)
+    table = np.unique(rows.reshape(-1, 3), axis=0)
     return {"label": torch.from_numpy(table[:, 0].astype(np.int32)),
             "lat10": torch.from_numpy(table[:, 1].astype(np.int16)),
             "lon10": torch.from_numpy(table[:, 2].astype(np.int16))}

@@ -25,6 +25,7 @@ from fgvc.checkpoint import load_checkpoint, save_atomic
 from fgvc.config import Config
 from fgvc.data.loader import make_dataset, make_loader, set_epoch
 from fgvc.data.occurrences import occurrence_table
+from fgvc.data.shards import ShardIndex
 from fgvc.data.records import Splits
 from fgvc.data.splits import prepare_splits
 from fgvc.engine import distributed
@@ -174,7 +175,7 @@ class Trainer:
         where training saw each class (``fgvc predict --region``; not for streamed shards, whose
         records would all have to be read)."""
         info = {"taxonomy": {rank: list(values) for rank, values in self.splits.source.taxonomy.items()}}
-        if isinstance(self.splits.train, list):
+        if not isinstance(self.splits.train, ShardIndex):
             info["occurrences"] = occurrence_table(self.splits.train)
         return info
 
