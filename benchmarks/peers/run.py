@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not (args.data / "train.json").exists():
             print(f"writing the synthetic benchmark into {args.data.parent} (fgvc data synth)")
-            subprocess.run([sys.executable, "-m", "fgvc", "-q", "data", "synth", str(args.data.parent)], check=True)
+            subprocess.run([sys.executable, "-m", "fgvc", "-q", "data", "synth", str(args.data.parent)], check=True,
+                           stdout=subprocess.DEVNULL)
         splits = prepare_splits(load_config(config, fgvc_overrides(args, 0, args.out)).data)
         shutil.rmtree(args.out / "data", ignore_errors=True)
         folders = write_image_folders(splits, args.out / "data")
