@@ -44,7 +44,8 @@ def write_config(tmp_path: Path, epochs: int, train_per_class: int = 8) -> Path:
 
 
 def train_argv(config: Path, name: str, resume: bool) -> list[str]:
-    return ["-q", "train", str(config), f"name={name}"] + (["train.resume=true"] if resume else [])
+    """Resume, or (a run killed before its first last.pt: nothing to resume) start the run again."""
+    return ["-q", "train", str(config), f"name={name}"] + (["train.resume=true"] if resume else ["--overwrite"])
 
 
 def run_fgvc(config: Path, name: str, faults: list[str], resume: bool) -> subprocess.CompletedProcess:
@@ -99,8 +100,8 @@ def kill_and_resume_chain(config: Path, name: str, faults: list[str]) -> list[di
     checkpoints load."""
     run_dir = config.parent / "runs" / name
     left = []
-    for i, fault in enumerate(faults):
-        proc = run_fgvc(config, name, [fault], resume=i > 0)
+    for fault in faults:
+        proc = run_fgvc(config, name, [fault], resume=(run_dir / "checkpoints" / "last.pt").is_file())
         assert proc.returncode == -signal.SIGKILL, f"{fault}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
         assert "fault: kill" in proc.stderr
         left.append(checkpoints_on_disk(run_dir))

@@ -70,7 +70,8 @@ def test_shards_hold_the_original_bytes_and_an_exact_index(sharded):
     original = prepare_splits(cfg)
     assert index["count"] == len(original.train) == 15 and [s["count"] for s in index["shards"]] == [4, 4, 4, 3]
     assert index["classes"] == ["class0", "class1", "class2"] and index["source"] == original.names["train"]
-    with tarfile.open(f"{shard_cfg.root}/train-000000.tar") as tar:
+    assert [s["name"] for s in index["shards"]] == [f"train-0-00000{i}.tar" for i in range(4)]  # generation 0
+    with tarfile.open(f"{shard_cfg.root}/train-0-000000.tar") as tar:
         names = tar.getnames()
         image_name = next(n for n in names if not n.endswith(".json"))
         record = json.loads(tar.extractfile(image_name.split(".")[0] + ".json").read())
@@ -208,14 +209,14 @@ def test_a_missing_index_or_shard_is_named(tmp_path, sharded):
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "test.json").write_text((Path(shard_cfg.root) / "test.json").read_text())
-    with pytest.raises(DataError, match="test-000000.tar: shard listed in .*test.json not found"):
+    with pytest.raises(DataError, match="test-0-000000.tar: shard listed in .*test.json not found"):
         prepare_splits(DataConfig(format="shards", root=str(copy)))
 
 
 def test_a_corrupt_image_inside_a_shard_is_named_when_read_and_by_verify(sharded, tmp_path):
     _, shard_cfg = sharded
     shutil.copytree(shard_cfg.root, tmp_path / "out")
-    tar = tmp_path / "out" / "test-000000.tar"
+    tar = tmp_path / "out" / "test-0-000000.tar"
     samples = list(read_tar(tar))
     with wds.TarWriter(str(tar), encoder=False) as writer:  # the first image cut short, the rest as they were
         for i, sample in enumerate(samples):
@@ -223,7 +224,7 @@ def test_a_corrupt_image_inside_a_shard_is_named_when_read_and_by_verify(sharded
                           if k == "__key__" or not k.startswith("__")})
     cfg = shard_cfg.model_copy(update={"root": str(tmp_path / "out")})
     test = prepare_splits(cfg).test
-    with pytest.raises(DataError, match=r"c0_7\.jpg \(sample 000000000 of test-000000\.tar\): unreadable image "
+    with pytest.raises(DataError, match=r"c0_7\.jpg \(sample 000000000 of test-0-000000\.tar\): unreadable image "
                                         r"\(record \d+\): \w"):
         list(make_loader(cfg, make_dataset(cfg, test, train=False), train=False))
     skip = cfg.model_copy(update={"bad_images": "skip"})

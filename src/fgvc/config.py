@@ -8,11 +8,12 @@ Any unknown key, wrong type or impossible value raises ``ConfigError`` with one 
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fgvc.errors import ConfigError
 
@@ -60,6 +61,8 @@ class DataConfig(Section):
     bad_metadata: Literal["missing", "error"] = "missing"  # out-of-range/unparseable values
     bad_records: Literal["error", "skip"] = "error"  # malformed annotation records
     bad_images: Literal["error", "skip"] = "error"  # unreadable or truncated image files
+    # images with more pixels are bad images (decompression bombs); default: PIL's own limit
+    max_image_pixels: int = Field(Image.MAX_IMAGE_PIXELS, ge=1)
     # do the listed image files exist: every one (slow for millions), a seeded sample of a few
     # thousand (the log extrapolates), or none; a missing file met in training is then a bad image
     check_images: Literal["all", "sample", "none"] = "sample"
@@ -277,6 +280,14 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _name_stays_in_output_dir(cls, name: str) -> str:
+        parts = PurePath(name).parts
+        if not parts or PurePath(name).is_absolute() or ".." in parts or parts == (".",):
+            raise ValueError("a run name is a folder inside output_dir: no absolute path, no '..'")
+        return name
+
     @model_validator(mode="after")
     def _fusion_has_metadata(self) -> Config:
         if self.model.fusion.name != "none" and not self.data.metadata:
@@ -340,7 +351,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of config sections, got {type(raw).__name__}")
     bases = raw.pop("_base_", [])
@@ -348,6 +359,18 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     for base in [bases] if isinstance(bases, str) else bases:
         merged = _deep_merge(merged, _read_yaml(path.parent / base, seen + (path,)))
     return _deep_merge(merged, raw)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what: "line 3, column 1: a tab (YAML indents with spaces)"."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if "'\\t'" in problem:
+        problem = "a tab (YAML indents with spaces only)"
+    context = getattr(exc, "context", None)
+    if context and "tab" not in problem:
+        problem = f"{problem} ({context})"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
 def apply_override(tree: dict, override: str) -> None:

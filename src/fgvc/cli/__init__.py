@@ -14,7 +14,7 @@ import sys
 from fgvc import __version__
 from fgvc.cli import analyze, data, deploy, experiments, train
 from fgvc.cli.threads import thread_policy
-from fgvc.errors import FgvcError, one_line
+from fgvc.errors import FgvcError, one_line, os_error_line
 
 EPILOG = """examples:
   fgvc demo                                         synthetic data, train, evaluate, report
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except FgvcError as exc:
         print(f"fgvc: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a missing or read-only location, a full disk: which file and what failed
+        print(f"fgvc: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fgvc: interrupted", file=sys.stderr)

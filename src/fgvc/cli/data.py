@@ -77,7 +77,8 @@ def cmd_data_shard(args: argparse.Namespace) -> int:
     if cfg.data.format == "shards":
         raise FgvcError(f"{cfg.data.root}: already shards; point the config at the original dataset")
     written = write_shards(prepare_splits(cfg.data), args.out_dir, bad_images=cfg.data.bad_images,
-                           max_per_shard=args.max_per_shard, roles=args.splits, workers=args.workers)
+                           max_pixels=cfg.data.max_image_pixels, max_per_shard=args.max_per_shard,
+                           roles=args.splits, workers=args.workers)
     for role, index in written.items():
         print(f"{role}: {index['count']} images in {len(index['shards'])} shards, {len(index['skipped'])} "
               f"skipped ({index['source']}) -> {Path(args.out_dir) / (role + '.json')}")

@@ -73,7 +73,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate_checkpoint(cfg, first, split=split, ensemble=ensemble)
     m = report[split]
     print(f"{split}: top-1 {m['top1']:.2f}  top-5 {m.get('top5', float('nan')):.2f}  "
-          f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images)  "
+          f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images"
+          f"{' of ' + str(m['num_images']) + ', the others unreadable' if m.get('skipped') else ''})  "
           f"report: {cfg.run_dir / ('report.md' if split == 'test' else f'report_{split}.md')}")
     if report.get("tta"):
         from fgvc.engine.report import markdown_table

@@ -18,9 +18,9 @@ def make_dataset(cfg: DataConfig, samples: list[Sample], train: bool) -> ImageDa
     transform = train_transform_for(cfg) if train else eval_transform_for(cfg)
     if isinstance(samples, ShardIndex):  # a split of data.format=shards: streamed from its tar files
         return ShardDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip",
-                            cfg.shuffle_buffer)
+                            cfg.shuffle_buffer, max_pixels=cfg.max_image_pixels)
     return ImageDataset(samples, transform, cfg.metadata, cfg.bad_metadata, cfg.bad_images == "skip",
-                        tensor_images=True)
+                        tensor_images=True, max_pixels=cfg.max_image_pixels)
 
 
 def make_loader(cfg: DataConfig, dataset: ImageDataset, *, train: bool, seed: int = 0,

@@ -4,14 +4,21 @@ A folder of JPEGs stops being practical around iNat21-full (2.7 M files): shards
 thousand sequential tar files. ``write_shards`` takes the splits as training resolves them
 (``prepare_splits``, hold-outs included) and writes, per split ``<split>``:
 
-- ``<split>-000000.tar``, ... (at most ``max_per_shard`` samples each): per sample the original
+- ``<split>-<generation>-000000.tar``, ... (at most ``max_per_shard`` samples each): per sample the original
   encoded image bytes under their extension (``.jpg``, ``.png``, ... — never re-encoded; only images
   held in array files, such as CIFAR's, are written as lossless PNG) and a ``.json`` with the label,
   class name, lat, lon, date, dataset, record id, original path, trim, and index (its position
   among the split's written samples: the original reader's index unless images were skipped);
-- ``<split>.json``, the index: shard names and counts (so epoch lengths are exact before reading a
-  byte), classes, dataset groups, where the split came from, skipped images, and the missing/invalid
-  metadata counts that ``ImageDataset`` would count.
+- ``<split>.json``, the index: shard names, counts and SHA-256 (so epoch lengths are exact before
+  reading a byte, and ``fgvc data verify`` can tell a shard of another set), classes, dataset groups,
+  where the split came from, skipped images, and the missing/invalid metadata counts that
+  ``ImageDataset`` would count.
+
+Writing into a folder that already holds shards never mixes two sets: every write is a new
+generation (the previous index's plus one), whose tars have their own names; each index is replaced
+atomically (temporary file, rename) only once all the new splits' tars are complete, and only then
+are the tars of the index it replaced deleted. Killed at any moment, the folder reads as the old set
+or the new one, split by split, never as an index over another set's tars.
 
 Every image is decoded once while writing, so unreadable files follow ``data.bad_images`` there: a
 one-line ``DataError`` naming the file, or skipped, logged and counted in the index.
@@ -29,10 +36,15 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
+import hashlib
 import io
 import json
 import logging
+import os
 import random
+import re
+import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -46,8 +58,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from fgvc.config import DataConfig
-from fgvc.data.dataset import decode_image_bytes, transform_seeded
+from fgvc.data.dataset import transform_seeded
 from fgvc.data.formats.cifar import image_at
+from fgvc.data.images import DEFAULT_MAX_PIXELS, decode_image_bytes
 from fgvc.data.metadata import INVALID, MISSING, USES, check_metadata, encode_metadata, record_name, scale_columns
 from fgvc.data.records import DatasetSource, Sample, Splits
 from fgvc.errors import DataError
@@ -62,10 +75,12 @@ INDEX_FORMAT = "fgvc-shards/1"
 
 # --- writing ---------------------------------------------------------------------------------------
 
-def write_shards(splits: Splits, out_dir: str | Path, *, bad_images: str = "error", max_per_shard: int = 1000,
-                 roles: Sequence[str] = ROLES, workers: int = 4, progress: bool = True) -> dict:
+def write_shards(splits: Splits, out_dir: str | Path, *, bad_images: str = "error",
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_per_shard: int = 1000, roles: Sequence[str] = ROLES,
+                 workers: int = 4, progress: bool = True) -> dict:
     """Shard the splits ``roles`` of prepared ``splits`` (``fgvc.data.splits.prepare_splits``, hold-outs
-    included); returns ``{role: index}``. ``bad_images``: ``data.bad_images`` (error or skip)."""
+    included); returns ``{role: index}``. ``bad_images``: ``data.bad_images`` (error or skip);
+    ``max_pixels``: ``data.max_image_pixels`` (larger images are bad images)."""
     if max_per_shard < 1:
         raise DataError(f"--max-per-shard must be at least 1, not {max_per_shard}")
     unknown = [r for r in roles if r not in ROLES]
@@ -76,26 +91,60 @@ def write_shards(splits: Splits, out_dir: str | Path, *, bad_images: str = "erro
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     skip_bad = bad_images == "skip"
-    indices = {role: _write_split(splits, role, out, max_per_shard, skip_bad, workers, progress)
-               for role in roles}
+    indices = {}
+    try:
+        for role in roles:
+            generation = _previous_generation(out, role) + 1
+            indices[role] = _write_split(splits, role, out, max_per_shard, skip_bad, workers, progress,
+                                         generation, max_pixels)
+    except BaseException:  # the splits written so far have no index yet: remove their tars
+        for index in indices.values():
+            for shard in index["shards"]:
+                (out / shard["name"]).unlink(missing_ok=True)
+        raise
     for role, index in indices.items():  # only once every split is complete: no half-written folder reads
-        (out / f"{role}.json").write_text(json.dumps(index, indent=1))
+        _replace_index(out, role, index)
     return indices
 
 
+def _previous_generation(out: Path, role: str) -> int:
+    """The generation of the index ``out/<role>.json`` (0 for an index of before generations, -1 for none)."""
+    try:
+        return int(json.loads((out / f"{role}.json").read_text()).get("generation", 0))
+    except (OSError, ValueError, AttributeError):
+        return -1
+
+
+def _replace_index(out: Path, role: str, index: dict) -> None:
+    """Swap in the new index atomically, then delete every tar of ``role`` it does not name (those of
+    the index it replaced, and any left by a write that was killed)."""
+    path = out / f"{role}.json"
+    temporary = out / f".{role}.json.tmp"
+    with open(temporary, "w") as f:
+        f.write(json.dumps(index, indent=1))
+        f.flush()
+        os.fsync(f.fileno())
+    temporary.replace(path)
+    keep = {shard["name"] for shard in index["shards"]}
+    for old in out.glob(f"{role}-*.tar*"):
+        if old.name not in keep and re.fullmatch(rf"{role}-(\d+-)?\d{{6}}\.tar(\.tmp)?", old.name):
+            old.unlink()
+
+
 def _write_split(splits: Splits, role: str, out: Path, max_per_shard: int, skip_bad: bool, workers: int,
-                 progress: bool) -> dict:
+                 progress: bool, generation: int, max_pixels: int) -> dict:
     """Write one split's shards; returns its index. A sample's index counts the samples written (so
     it numbers the split's records 0..count-1 even when unreadable images were skipped)."""
     samples, kept, shards, skipped = splits.samples(role), [], [], []
     writer = None
     bar = tqdm(total=len(samples), desc=f"shard {role}", unit="img", leave=False,
                disable=None if progress else True, dynamic_ncols=True)
+    check = functools.partial(_checked_bytes, max_pixels=max_pixels)
     try:
         with ThreadPoolExecutor(max(workers, 1)) as pool:
             for start in range(0, len(samples), 256):  # bounded read-ahead: never all images in memory
                 chunk = samples[start:start + 256]
-                for sample, (image, error) in zip(chunk, pool.map(_checked_bytes, chunk)):
+                for sample, (image, error) in zip(chunk, pool.map(check, chunk)):
                     bar.update()
                     if error is not None:
                         if not skip_bad:
@@ -105,10 +154,9 @@ def _write_split(splits: Splits, role: str, out: Path, max_per_shard: int, skip_
                         continue
                     if writer is None or shards[-1]["count"] == max_per_shard:
                         if writer is not None:
-                            _close(writer, out / shards[-1]["name"])
-                        shards.append({"name": f"{role}-{len(shards):06d}.tar", "count": 0})
-                        temporary = str(out / shards[-1]["name"]) + ".tmp"
-                        writer = wds.TarWriter(temporary, encoder=False, mtime=0.0)
+                            _close(writer, out / shards[-1]["name"], shards[-1])
+                        shards.append({"name": f"{role}-{generation}-{len(shards):06d}.tar", "count": 0})
+                        writer = _open_shard(out / shards[-1]["name"])
                     ext, data = image
                     record = _record(sample, len(kept), splits.classes)
                     writer.write({"__key__": f"{len(kept):09d}", ext: data,
@@ -116,29 +164,55 @@ def _write_split(splits: Splits, role: str, out: Path, max_per_shard: int, skip_
                     shards[-1]["count"] += 1
                     kept.append(sample)
         if writer is not None:
-            _close(writer, out / shards[-1]["name"])
+            _close(writer, out / shards[-1]["name"], shards[-1])
     except BaseException:
         if writer is not None:  # leave no partial shard behind
-            writer.close()
-            Path(str(out / shards[-1]["name"]) + ".tmp").unlink(missing_ok=True)
+            _close(writer, out / shards[-1]["name"])
         raise
     finally:
         bar.close()
     if skipped:
         log.warning("%s: skipped %d unreadable images (named above)", role, len(skipped))
-    return {"format": INDEX_FORMAT, "split": role, "source": splits.names[role],
+    return {"format": INDEX_FORMAT, "split": role, "generation": generation, "source": splits.names[role],
             "dataset": splits.source.name, "count": len(kept), "shards": shards,
             "classes": list(splits.classes), "groups": [list(g) for g in splits.groups],
             "taxonomy": splits.source.taxonomy, "skipped": skipped, "metadata": _metadata_counts(kept)}
 
 
-def _close(writer: wds.TarWriter, path: Path) -> None:
-    """Shards appear under their name only once complete."""
+class _HashingFile:
+    """A file being written that also takes the SHA-256 of every byte written to it."""
+
+    def __init__(self, path: Path):
+        self.file, self.sha256 = open(path, "wb"), hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        return self.file.write(data)
+
+
+def _open_shard(path: Path) -> wds.TarWriter:
+    """A tar writer to ``<path>.tmp`` (renamed by ``_close`` once complete)."""
+    return wds.TarWriter(_HashingFile(Path(str(path) + ".tmp")), encoder=False, mtime=0.0)
+
+
+def _close(writer: wds.TarWriter, path: Path, shard: dict | None = None) -> None:
+    """Shards appear under their name only once complete; the index records their hash. Without
+    ``shard``: abandon the shard (an error or an interrupt while writing it)."""
     writer.close()
-    Path(str(path) + ".tmp").replace(path)
+    file = writer.stream.file
+    if shard is not None:  # on disk before an index can name it
+        file.flush()
+        os.fsync(file.fileno())
+    file.close()
+    temporary = Path(str(path) + ".tmp")
+    if shard is None:
+        temporary.unlink(missing_ok=True)
+        return
+    shard["sha256"] = writer.stream.sha256.hexdigest()
+    temporary.replace(path)
 
 
-def _checked_bytes(sample: Sample) -> tuple[tuple[str, bytes] | None, str | None]:
+def _checked_bytes(sample: Sample, max_pixels: int) -> tuple[tuple[str, bytes] | None, str | None]:
     """``((extension, encoded bytes), None)`` for a decodable image, else ``(None, one-line error)``."""
     try:
         if sample.row is not None:  # an image held in an array file: no encoded bytes
@@ -149,7 +223,7 @@ def _checked_bytes(sample: Sample) -> tuple[tuple[str, bytes] | None, str | None
             data = Path(sample.path).read_bytes()
             ext = Path(sample.path).suffix.lower().lstrip(".")
             ext = ext if ext in IMAGE_KEYS else "jpg" if data[:3] == b"\xff\xd8\xff" else "png"
-        decode_image_bytes(data)
+        decode_image_bytes(data, max_pixels=max_pixels)
     except (OSError, ValueError) as exc:
         return None, f"{sample.path}: unreadable image (record {sample.id or '?'}): {exc}"
     return (ext, data), None
@@ -208,11 +282,57 @@ class ShardIndex(Sequence):
         return self._records
 
 
+def check_shards(samples: ShardIndex) -> list[str]:
+    """Problems of the tars an index names: a SHA-256 other than the index's (a tar of another shard
+    set, or damaged), other samples than the index says, an unreadable tar."""
+    problems, first = [], 0
+    for shard, (path, count) in zip(samples.index["shards"], samples.shards):
+        problem = _shard_problem(path, shard, first, count, f"{samples.index['split']}.json")
+        if problem:
+            problems.append(problem)
+        first += count
+    return problems
+
+
+def _shard_problem(path: Path, shard: dict, first: int, count: int, index_name: str) -> str | None:
+    again = "write the shards again with `fgvc data shard`"
+    if "sha256" in shard and _file_sha256(path) != shard["sha256"]:
+        return (f"{path}: not the tar {index_name} names (another SHA-256: a tar of another shard set, "
+                f"or damaged); {again}")
+    try:
+        records = read_tar(path, lambda name: name.endswith(".json"))
+        positions = [int(json.loads(raw["json"])["index"]) for raw in records]
+    except DataError as exc:
+        return str(exc)
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{path}: a sample without a readable JSON record ({type(exc).__name__}: {exc}); {again}"
+    if len(positions) != count:
+        return f"{path}: holds {len(positions)} samples, {index_name} says {count}; {again}"
+    if positions != list(range(first, first + count)):
+        return (f"{path}: holds other samples than {first}..{first + count - 1} of {index_name} (a tar of "
+                f"another shard set?); {again}")
+    return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_tar(path: Path, select: Callable[[str], bool] | None = None) -> Iterator[dict]:
-    """The samples of one tar shard in order: dicts of ``__key__`` and one bytes value per extension."""
+    """The samples of one tar shard in order: dicts of ``__key__`` and one bytes value per extension.
+    A truncated or damaged tar ends in a ``DataError`` naming it (after the samples before the damage)."""
     streams = wds.tariterators.url_opener([{"url": str(path)}])
     files = wds.tariterators.tar_file_expander(streams, select_files=select)
-    return wds.tariterators.group_by_keys(files)
+    try:
+        yield from wds.tariterators.group_by_keys(files)
+    except tarfile.TarError as exc:
+        reason = str(exc.args[0]).split(" @ ")[0] if exc.args else type(exc).__name__  # not the file object
+        raise DataError(f"{path}: not a readable tar shard ({reason}; truncated or not a tar file): write "
+                        "the shards again with `fgvc data shard`") from None
 
 
 def _sample(meta: dict) -> Sample:
@@ -266,8 +386,10 @@ class ShardDataset(IterableDataset):
     """
 
     def __init__(self, samples: ShardIndex, transform: Callable, metadata: Sequence[str] = (),
-                 on_bad_metadata: str = "missing", skip_bad_images: bool = False, shuffle_buffer: int = 1000):
+                 on_bad_metadata: str = "missing", skip_bad_images: bool = False, shuffle_buffer: int = 1000,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
         self.samples, self.transform, self.skip_bad_images = samples, transform, skip_bad_images
+        self.max_pixels = max_pixels
         self.metadata, self.shuffle_buffer = tuple(u for u in USES if u in metadata), shuffle_buffer
         self.missing_metadata = self._count_missing(on_bad_metadata)
         self.seed, self.shuffle, self.rank, self.world_size, self.chunk = 0, False, 0, 1, 1
@@ -333,7 +455,7 @@ class ShardDataset(IterableDataset):
         try:
             if ext is None:
                 raise ValueError(f"no image in the sample (extensions {', '.join(IMAGE_KEYS)})")
-            img = decode_image_bytes(raw[ext], meta.get("trim_bottom") or 0)
+            img = decode_image_bytes(raw[ext], meta.get("trim_bottom") or 0, self.max_pixels)
         except ValueError as exc:
             message = (f"{meta['path']} (sample {raw['__key__']} of {Path(raw['__url__']).name}): unreadable "
                        f"image (record {meta.get('id') or '?'}): {exc}")

@@ -1,32 +1,34 @@
 """``fgvc data verify``: every check of the data a run would make, without training.
 
 Reads the annotation files with ``on_bad_record="skip"`` so that *all* bad records are listed (not
-just the first), checks that every listed image file exists and decodes it, and counts
-missing/invalid metadata. With ``check_images=False`` (``--no-images``) the annotations alone are
+just the first), checks that every listed image file exists and decodes it (under
+``data.max_image_pixels``), counts missing/invalid metadata, and for shards checks that every tar an
+index names holds what the index says. With ``check_images=False`` (``--no-images``) the annotations alone are
 checked: no image file is looked at, so a dataset whose images are not there yet still reports its
 figures.
 """
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
 
 from fgvc.config import DataConfig
-from fgvc.data.dataset import load_image
+from fgvc.data.images import load_image
 from fgvc.data.index import SampleIndex, as_index
 from fgvc.data.metadata import INVALID, MISSING, check_metadata
 from fgvc.data.records import Sample
-from fgvc.data.shards import ShardDataset, ShardIndex
+from fgvc.data.shards import ShardDataset, ShardIndex, check_shards
 from fgvc.data.splits import prepare_splits
 from fgvc.errors import DataError
 
 
-def _unreadable(sample: Sample) -> str | None:
+def _unreadable(sample: Sample, max_pixels: int) -> str | None:
     try:
-        load_image(sample)
+        load_image(sample, max_pixels)
     except DataError as exc:
         return str(exc)
     return None
@@ -41,7 +43,13 @@ def verify(cfg: DataConfig, check_images: bool = True, workers: int = 4, progres
     use = tuple(cfg.metadata) or ("geo", "temporal")
     for role in ("train", "val", "test"):
         samples = splits.samples(role)
-        index = samples if isinstance(samples, SampleIndex) else as_index(list(samples))
+        shard_problems = check_shards(samples) if isinstance(samples, ShardIndex) else []
+        problems += shard_problems  # every tar a shard index names holds what it says
+        try:
+            index = samples if isinstance(samples, SampleIndex) else as_index(list(samples))
+        except DataError as exc:  # a tar that cannot be read at all: its records are not counted
+            problems += [] if str(exc) in shard_problems else [str(exc)]
+            index = as_index([])
         counts = np.bincount(index.labels) if len(index) else np.zeros(0, np.int64)
         per_class = {int(k): int(counts[k]) for k in np.flatnonzero(counts)}  # classes with samples only
         verdicts = index.scaled().verdicts(use)
@@ -50,14 +58,15 @@ def verify(cfg: DataConfig, check_images: bool = True, workers: int = 4, progres
             s = index[int(i)]
             problems.append(f"{s.dataset}: record {s.id or s.path}: {check_metadata(s, use)}")
         unreadable = []
-        if check_images and isinstance(samples, ShardIndex):  # decode the shards' bytes, not the originals
-            items = ShardDataset(samples, transform=lambda image: image, skip_bad_images=True)
+        if check_images and len(index) and isinstance(samples, ShardIndex):  # the shards' bytes, not the originals
+            items = ShardDataset(samples, transform=lambda image: image, skip_bad_images=True,
+                                 max_pixels=cfg.max_image_pixels)
             unreadable = [item["skipped"] for item in tqdm(items, total=len(samples), desc=f"decode {role}",
                                                            leave=False, disable=None if progress else True)
                           if "skipped" in item]
         elif check_images:
             with ThreadPoolExecutor(workers) as pool:
-                results = pool.map(_unreadable, samples)
+                results = pool.map(functools.partial(_unreadable, max_pixels=cfg.max_image_pixels), samples)
                 unreadable = [r for r in tqdm(results, total=len(samples), desc=f"decode {role}",
                                               leave=False, disable=None if progress else True) if r]
         problems += unreadable

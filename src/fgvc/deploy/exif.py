@@ -24,6 +24,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from fgvc.data.images import to_rgb
 from fgvc.errors import DataError
 
 GPS, EXIF = ExifTags.IFD.GPSInfo, ExifTags.IFD.Exif
@@ -149,7 +150,7 @@ def read_photo(data: bytes, name: str = "image") -> tuple[torch.Tensor, PhotoMet
                 pixels = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
                                      mode=ImageReadMode.RGB, apply_exif_orientation=True)
             else:
-                pixels = pil_to_tensor(ImageOps.exif_transpose(img).convert("RGB"))
+                pixels = pil_to_tensor(to_rgb(ImageOps.exif_transpose(img)))  # 16-bit, alpha: scaled, on white
     except DataError:
         raise
     except Image.DecompressionBombError as exc:

@@ -45,6 +45,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from fgvc.config import Config
+from fgvc.engine.checkpoint import rng_state
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -260,9 +261,9 @@ def restore_rng(ckpt: dict, ctx: DistContext, seed: int) -> dict:
     random.seed(mix)
     np.random.seed(mix % 2**32)
     torch.manual_seed(mix)
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if "cuda" in states[0] and torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    state = rng_state()
+    if "cuda" not in states[0]:
+        state.pop("cuda", None)
     return state
 
 

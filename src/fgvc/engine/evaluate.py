@@ -9,6 +9,7 @@ from ``predict_loader_all``, written row by row to a temporary memory-mapped fil
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -19,6 +20,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fgvc.metrics import Counts
+
+log = logging.getLogger(__name__)
 
 
 def move(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
@@ -40,11 +43,17 @@ def predictions(method, model: nn.Module, batch: dict) -> dict[str, torch.Tensor
 
 @torch.no_grad()
 def batch_outputs(model: nn.Module, method, loader: DataLoader, device: torch.device, *, amp: bool = False,
-                  channels_last: bool = False, desc: str = "eval", progress: bool = True
-                  ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    """Per batch (in loader order): float32 outputs of every prediction rule, and the labels."""
+                  channels_last: bool = False, desc: str = "eval", progress: bool = True,
+                  skipped: list[str] | None = None) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Per batch (in loader order): float32 outputs of every prediction rule, and the labels.
+    Unreadable images skipped on the way (``data.bad_images=skip``) are logged, and their messages
+    (which name the files) appended to ``skipped``."""
     model.eval()
     for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True):
+        for message in batch.get("skipped", ()):
+            log.warning("skipped %s", message)
+            if skipped is not None:
+                skipped.append(message)
         if "image" not in batch:  # every image of the batch was unreadable (and skipped)
             continue
         batch = move(batch, device, channels_last)
@@ -80,12 +89,17 @@ def evaluate(model: nn.Module, method, loader: DataLoader, device: torch.device,
     prediction counts as right only if it is the right class of the whole union) and their mean.
     ``gather(obj)``: under DDP the loader holds this rank's share and ``gather`` returns every rank's
     object (``DistContext.gather_object``): the ranks' counts are added, so the metrics cover the
-    whole split with each sample counted once.
+    whole split with each sample counted once. Unreadable images skipped (``data.bad_images=skip``)
+    are named in ``"skipped"``: the figures are over ``num_samples`` of the split's ``num_images``.
     """
-    counts = count_outputs(batch_outputs(model, method, loader, device, **kwargs), num_classes, topk)
+    skipped: list[str] = []
+    counts = count_outputs(batch_outputs(model, method, loader, device, skipped=skipped, **kwargs), num_classes,
+                           topk)
     if gather is not None:
         counts = combine_ranks(gather(counts))
-    return metrics_from_counts(counts or {"logits": Counts(num_classes, topk)}, groups)
+        skipped = [message for part in gather(skipped) for message in part]
+    metrics = metrics_from_counts(counts or {"logits": Counts(num_classes, topk)}, groups)
+    return metrics | {"num_images": metrics["num_samples"] + len(skipped), "skipped": skipped}
 
 
 def metrics_from_counts(counts: dict[str, Counts], groups: list[tuple[str, int]] | None = None) -> dict:

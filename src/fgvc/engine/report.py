@@ -51,6 +51,19 @@ def _checkpoint_line(report: dict, protocol: dict) -> str:
     return f"- reported checkpoint `{checkpoint}`: chosen by the user, not selected on validation"
 
 
+def _skipped_lines(split: str, metrics: dict, shown: int = 20) -> list[str]:
+    """The unreadable images an evaluation skipped (``data.bad_images=skip``), counted and named."""
+    skipped = metrics.get("skipped") or []
+    if not skipped:
+        return []
+    lines = [f"Accuracy over {metrics.get('num_samples')} of {metrics.get('num_images')} {split} images: "
+             f"{len(skipped)} unreadable image(s) skipped (data.bad_images=skip):", ""]
+    lines += [f"- {message}" for message in skipped[:shown]]
+    if len(skipped) > shown:
+        lines.append(f"- ... and {len(skipped) - shown} more (all in the JSON report)")
+    return lines + [""]
+
+
 def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "report") -> Path:
     """Write ``<stem>.json`` (everything) and ``<stem>.md`` (what a reader needs to trust the figures).
 
@@ -76,6 +89,7 @@ def write_report(run_dir: Path, report: dict, classes: list[str], stem: str = "r
     md += ["## Results", "", markdown_table([{
         "split": split, "top-1": test.get("top1"), "top-5": test.get("top5"),
         "mean per-class": test.get("mean_per_class"), "images": test.get("num_samples")}]), ""]
+    md += _skipped_lines(split, test)
     if test.get("per_dataset"):
         md += ["Per dataset (joint label space; a prediction counts only if it is the right class of the union):",
                "", markdown_table([{"dataset": name, "top-1": acc} for name, acc in test["per_dataset"].items()]

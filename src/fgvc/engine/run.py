@@ -144,7 +144,8 @@ def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: Priors
     loader = eval_loader(data_cfg, samples)
     recorder = _IndexRecorder(build_method(model_cfg, len(classes)))
     amp = device.type == "cuda" if cfg.train.amp is None else cfg.train.amp
-    image_logits, labels = predict_loader(model, recorder, loader, device, amp=amp,
+    skipped: list[str] = []
+    image_logits, labels = predict_loader(model, recorder, loader, device, amp=amp, skipped=skipped,
                                           desc=f"{split} (image)", progress=cfg.train.progress)
     index = torch.cat(recorder.indices) if recorder.indices else torch.zeros(0, dtype=torch.long)
 
@@ -153,9 +154,10 @@ def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: Priors
     valid = meta.any(dim=1)
     combined = combine_with_image(image_logits, prior_logits(prior, meta, device=device), valid)
     k = cfg.eval.topk
+    counts = {"num_images": len(labels) + len(skipped), "skipped": skipped}  # unreadable images, skipped
     result = {"split": split, "num_samples": len(labels), "missing_metadata": int((~valid).sum()),
-              "image": classification_metrics(image_logits, labels, len(classes), k),
-              "with_prior": classification_metrics(combined, labels, len(classes), k)}
+              "image": classification_metrics(image_logits, labels, len(classes), k) | counts,
+              "with_prior": classification_metrics(combined, labels, len(classes), k) | counts}
     log.info("%s: top-1 %.2f image only, %.2f with the prior (%d without metadata)", split,
              result["image"]["top1"], result["with_prior"]["top1"], result["missing_metadata"])
     return result

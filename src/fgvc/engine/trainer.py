@@ -230,9 +230,9 @@ class Trainer:
     # --- the loop ----------------------------------------------------------------------------
     def fit(self) -> TrainState:
         cfg = self.cfg
-        resuming = cfg.train.resume and (self.ckpt_dir / "last.pt").exists()
-        if cfg.train.resume and not resuming:
-            log.info("train.resume=true but no checkpoint in %s: starting from scratch", self.ckpt_dir)
+        resuming = cfg.train.resume
+        if resuming:
+            check_resumable(self.run_dir)
         self.metrics = MetricsLog(self.run_dir, resume=resuming) if self.dist.is_main else distributed.NullMetricsLog()
         if resuming:
             self.resume()
@@ -246,7 +246,8 @@ class Trainer:
                 val = evaluate(self.model, self.method, self.val_loader, self.device, self.num_classes,
                                cfg.eval.topk, amp=self.amp, channels_last=self.channels_last,
                                desc="val", progress=cfg.train.progress, gather=self.dist.gather_object)
-                row |= {"val_top1": val["top1"], f"val_top{cfg.eval.topk[1]}": val[f"top{cfg.eval.topk[1]}"]}
+                row |= {"val_top1": val["top1"], f"val_top{cfg.eval.topk[1]}": val[f"top{cfg.eval.topk[1]}"],
+                        "val_skipped_images": len(val["skipped"])}
                 improved = val["top1"] > self.state.best_top1
                 if improved:
                     self.state.best_top1, self.state.best_epoch = val["top1"], self.state.epoch
@@ -378,19 +379,44 @@ class Trainer:
         return loss.item()
 
 
+# What makes a folder a run worth keeping: ``--overwrite`` alone replaces these.
+RUN_OUTPUTS = ("checkpoints/*.pt", "metrics.csv", "metrics.jsonl", "report.json", "report.md")
+
+
+def run_outputs(run_dir: Path) -> list[Path]:
+    """The checkpoints, metrics and reports ``run_dir`` holds."""
+    return sorted(path for pattern in RUN_OUTPUTS for path in run_dir.glob(pattern))
+
+
 def prepare_run_dir(cfg: Config, overwrite: bool = False) -> Path:
-    """Create ``runs/<name>/`` and save the resolved config; refuse to clobber a run by accident."""
+    """Create ``runs/<name>/`` and save the resolved config; refuse to clobber a run by accident.
+
+    A folder holding any checkpoint, metrics or report is a run: only ``--overwrite`` replaces it
+    (removing those files first), only ``train.resume=true`` continues it — and that needs its last.pt.
+    """
     run_dir = cfg.run_dir
-    last = run_dir / "checkpoints" / "last.pt"
-    if last.exists() and not cfg.train.resume and not overwrite:
-        raise FgvcError(f"{run_dir} already holds a run: pass train.resume=true to continue it, "
-                        "name=<other> for a new one, or --overwrite to start again")
-    if overwrite and not cfg.train.resume:
-        for old in (run_dir / "checkpoints").glob("*.pt"):
+    if cfg.train.resume:
+        check_resumable(run_dir)
+    else:
+        held = run_outputs(run_dir)
+        if held and not overwrite:
+            names = ", ".join(str(p.relative_to(run_dir)) for p in held[:3]) + (", ..." if len(held) > 3 else "")
+            raise FgvcError(f"{run_dir} already holds a run ({names}): pass train.resume=true to continue it, "
+                            "name=<other> for a new one, or --overwrite to replace it")
+        for old in held:
             old.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     return run_dir
+
+
+def check_resumable(run_dir: Path) -> Path:
+    """The last.pt that ``train.resume=true`` continues from; an error if there is none."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise FgvcError(f"train.resume=true but there is no {last} to resume from: drop train.resume "
+                        "(or set train.resume=false) to start this run")
+    return last
 
 
 def setup_file_logging(run_dir: Path) -> None:

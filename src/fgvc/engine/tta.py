@@ -68,7 +68,7 @@ def view_batches(model: nn.Module, method, loader: DataLoader, device: torch.dev
     """
     model.eval()
     for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True, dynamic_ncols=True):
-        if "image" not in batch:
+        if "image" not in batch:  # (the skipped images are named and counted by the headline evaluation)
             continue
         views = batch["image"] if isinstance(batch["image"], list) else [batch["image"]]
         total: dict[str, torch.Tensor] = {}

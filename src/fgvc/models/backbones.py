@@ -17,6 +17,7 @@ import timm
 import torch
 from torch import nn
 
+from fgvc.checkpoint import load_checkpoint
 from fgvc.errors import FgvcError
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,8 @@ def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
         state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle errors come in several types
-            raise FgvcError(f"{path}: not a plain weights file ({type(exc).__name__}); for an fgvc run use "
-                            "checkpoints/best.pt (last.pt also holds optimiser and RNG state)") from None
+    else:  # tensors and plain values only; an fgvc checkpoint's checksum is verified
+        state = load_checkpoint(path)
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,7 +1,8 @@
 """What every reader shares: the bad-record policy, one-line file errors and the final checks.
 
 Each error names the file (its base name for record errors, the full path for a missing file) and
-the record, e.g. ``"images.txt: line 7: duplicate image id 12"``.
+the record, e.g. ``"images.txt: line 7: duplicate image id 12"``. Text files are read as UTF-8 with
+or without the byte-order mark that spreadsheet programs write at the start of a CSV file.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def require(path: str | os.PathLike, hint: str = "") -> Path:
 def load_json(path: str | os.PathLike) -> object:
     path = require(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
@@ -70,7 +71,7 @@ def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped line) for each non-blank line of a text file."""
     path = require(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise DataError(f"{path.name}: not UTF-8 text") from None
@@ -85,7 +86,7 @@ def read_csv(path: str | os.PathLike, required: tuple[str, ...]) -> tuple[list[s
     """(header, [(line number, row)]) of a CSV file whose header must name the ``required`` columns."""
     path = require(path)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header = [h.strip() for h in reader.fieldnames or ()]
             missing = [c for c in required if c not in header]

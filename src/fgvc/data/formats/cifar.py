@@ -1,7 +1,8 @@
 """CIFAR-10 and CIFAR-100, python release: the pixels live inside pickles, not in image files.
 
 ``cifar-100-python/{train,test,meta}`` and ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``
-are Python pickles (read with ``encoding="bytes"``): ``b"data"`` is uint8 ``[N, 3·S·S]``, each row the
+are Python pickles (read with ``encoding="bytes"`` by an unpickler that builds only dicts, lists, bytes,
+numbers and numeric NumPy arrays, so a tampered file runs no code): ``b"data"`` is uint8 ``[N, 3·S·S]``, each row the
 R, G and B planes of an S×S image (S = 32) in row-major order; ``b"fine_labels"`` and
 ``b"coarse_labels"`` (CIFAR-100) or ``b"labels"`` (CIFAR-10) are 0-based; ``b"filenames"`` names each
 image. The meta pickle lists the class names (``b"fine_label_names"``, ``b"coarse_label_names"``,
@@ -16,6 +17,7 @@ default) or "coarse" (the 20 superclasses). ``root`` is the extracted folder or 
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import pickle
@@ -32,10 +34,44 @@ LEVEL_KEYS = {"fine": (b"fine_labels", b"fine_label_names"),  # CIFAR-100 level 
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
+def _numeric_dtype(*args) -> np.dtype:
+    """``numpy.dtype`` for numbers only: an object array would carry pickled objects of its own."""
+    dtype = np.dtype(*args)
+    if dtype.kind not in "biuf":
+        raise pickle.UnpicklingError(f"a NumPy array of dtype {dtype}, not of numbers")
+    return dtype
+
+
+# Everything the releases' pickles (Python 2, protocol 2) and re-pickled copies (Python 3, protocols
+# 2-5) refer to: NumPy arrays of numbers, and bytes written as latin-1 text. Nothing here runs code.
+_ALLOWED = {("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+            ("numpy.core.numeric", "_frombuffer"): np._core.numeric._frombuffer,
+            ("numpy._core.numeric", "_frombuffer"): np._core.numeric._frombuffer,
+            ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _numeric_dtype,
+            ("_codecs", "encode"): codecs.encode}
+
+
+class _ReleaseUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, bytes, strings, numbers and numeric NumPy arrays; refuses anything else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED:
+            raise _Refused(f"{module}.{name}")
+        return _ALLOWED[module, name]
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            content = pickle.load(f, encoding="bytes")
+            content = _ReleaseUnpickler(f, encoding="bytes").load()
+    except _Refused as exc:
+        raise DataError(f"{path}: refused: the pickle asks for {exc}, which no CIFAR release holds (loading it "
+                        "could run code); only dicts, lists, bytes, numbers and NumPy arrays are read") from None
     except Exception as exc:  # noqa: BLE001 - a bad pickle raises UnpicklingError, EOFError, ValueError...
         raise DataError(f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(content, dict):
