@@ -27,7 +27,7 @@ def one_line(exc: BaseException) -> str:
 _OS_HINTS = {  # errno name -> what to do
     "ENOSPC": "the disk is full: free some space and run the command again",
     "EDQUOT": "the disk quota is used up: free some space and run the command again",
-    "EROFS": "a read-only file system: choose a location you can write to (e.g. output_dir=...)",
+    "EROFS": "choose a location you can write to (e.g. output_dir=...)",
     "EACCES": "choose a location you can write to (e.g. output_dir=...), or fix its permissions",
     "EPERM": "choose a location you can write to (e.g. output_dir=...), or fix its permissions",
     "ENOENT": "check the path",
