@@ -45,7 +45,7 @@ def write_config(tmp_path: Path, epochs: int, train_per_class: int = 8) -> Path:
 
 def train_argv(config: Path, name: str, resume: bool) -> list[str]:
     """Resume, or (a run killed before its first last.pt: nothing to resume) start the run again."""
-    return ["-q", "train", str(config), f"name={name}"] + (["train.resume=true"] if resume else ["--overwrite"])
+    return ["-q", "train", str(config), f"name={name}", "train.resume=true" if resume else "--overwrite"]
 
 
 def run_fgvc(config: Path, name: str, faults: list[str], resume: bool) -> subprocess.CompletedProcess:

@@ -69,8 +69,9 @@ def png_bomb(tmp_path_factory) -> Path:
     z, row = zlib.compressobj(9), b"\x00" * (BOMB_SIDE + 1)  # filter byte + one row of black
     idat = b"".join(z.compress(row) for _ in range(BOMB_SIDE)) + z.flush()
     path = tmp_path_factory.mktemp("bomb") / "bomb.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", BOMB_SIDE, BOMB_SIDE, 8, 0, 0, 0, 0))
-                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", BOMB_SIDE, BOMB_SIDE, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path
 
 
@@ -122,7 +123,8 @@ def tiny_run_config(env: Env, output_dir: Path, epochs: int = 1, **data) -> Path
 def mounted_tmpfs(path: Path, options: str):
     """A tmpfs at ``path`` (root and a kernel that allows it), else the case is skipped with the reason."""
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
+                          text=True)
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); the injected "
                     "ENOSPC and the file-in-the-path cases cover the same code")
@@ -163,7 +165,8 @@ def damaged_checkpoint(env: Env) -> None:
     name_len, extra_len = struct.unpack("<HH", data[record.header_offset + 26: record.header_offset + 30])
     data[record.header_offset + 30 + name_len + extra_len + record.file_size // 2] ^= 0x10
     damaged.write_bytes(data)
-    line = env.fails_in_one_line("evaluate", trained["config"], f"checkpoint={damaged}", f"output_dir={env.tmp}")
+    line = env.fails_in_one_line("evaluate", trained["config"], f"checkpoint={damaged}",
+                                 f"output_dir={env.tmp}")
     assert "damaged" in line and str(damaged) in line, line
 
 
@@ -176,11 +179,11 @@ def malicious_cifar_pickle(env: Env, which: str) -> None:
     root, marker = env.tmp / "cifar-10-batches-py", env.tmp / "pwned"
     root.mkdir()
     batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"filenames": [b"a.png", b"b.png"]}
-    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         (root / name).write_bytes(pickle.dumps(batch, protocol=2))
     (root / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"a", b"b"]}, protocol=2))
-    (root / which).write_bytes(pickle.dumps({b"label_names": planted_payload(marker), b"data": planted_payload(marker)},
-                                            protocol=2))
+    payload = planted_payload(marker)
+    (root / which).write_bytes(pickle.dumps({b"label_names": payload, b"data": payload}, protocol=2))
     config = env.tmp / "cifar.yaml"
     config.write_text(yaml.safe_dump({"data": {"format": "cifar10", "root": str(root)}}))
     line = env.fails_in_one_line("data", "verify", config)
@@ -191,7 +194,8 @@ def malicious_cifar_pickle(env: Env, which: str) -> None:
 def bom_csv_manifest(env: Env) -> None:
     """A CSV manifest saved by a spreadsheet program (UTF-8 with a byte-order mark) reads as any other."""
     folder = env.fixture("trained")["data"] / "train"
-    rows = [f"{p.relative_to(folder)},{p.parent.name.replace('class_', 'c')}" for p in sorted(folder.rglob("*.png"))]
+    rows = [f"{p.relative_to(folder)},{p.parent.name.replace('class_', 'c')}"
+            for p in sorted(folder.rglob("*.png"))]
     manifest = env.tmp / "manifest.csv"
     manifest.write_bytes("\ufeffpath,label\n".encode("utf-8") + "\n".join(rows).encode())
     for p in folder.rglob("*.png"):
@@ -215,8 +219,8 @@ def protected_run_folder(env: Env, keep: str) -> None:
     """A run folder with a checkpoint, metrics or report (but no last.pt) is not trained over."""
     runs = env.tmp / "runs"
     run = env.copy_of(env.fixture("trained")["run"], "runs/tiny")
-    for path in [*run.glob("checkpoints/*.pt"), run / "metrics.csv", run / "metrics.jsonl", run / "report.json",
-                 run / "report.md"]:
+    outputs = ("metrics.csv", "metrics.jsonl", "report.json", "report.md")
+    for path in [*run.glob("checkpoints/*.pt"), *(run / name for name in outputs)]:
         if path.name != keep:
             path.unlink()
     before = (run / ("checkpoints/" if keep.endswith(".pt") else "") / keep).read_bytes()
@@ -279,7 +283,8 @@ def disk_full_on_a_real_tmpfs(env: Env) -> None:
                 assert exc.errno == errno.ENOSPC
         with pytest.raises(FgvcError) as info:
             save_atomic({"model": {"w": torch.zeros(100_000)}, "state": {"epoch": 2}}, disk / "last.pt")
-        assert f"disk full writing {disk / 'last.pt'}; the previous last.pt (epoch 1) is intact" in str(info.value)
+        expected = f"disk full writing {disk / 'last.pt'}; the previous last.pt (epoch 1) is intact"
+        assert expected in str(info.value)
         assert load_checkpoint(disk / "last.pt")["state"]["epoch"] == 1
 
 
@@ -403,8 +408,9 @@ def skipped_evaluation_images(env: Env) -> None:
     data = env.copy_of(trained["data"], "data")
     bad = sorted((data / "test").rglob("*.png"))[0]
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    best = trained["run"] / "checkpoints" / "best.pt"
     code, _ = env.fgvc("evaluate", trained["config"], f"data.root={data}", "data.bad_images=skip",
-                       f"output_dir={env.tmp / 'runs'}", f"checkpoint={trained['run'] / 'checkpoints' / 'best.pt'}")
+                       f"output_dir={env.tmp / 'runs'}", f"checkpoint={best}")
     assert code == 0
     report = json.loads((env.tmp / "runs" / "tiny" / "report.json").read_text())
     test = report["test"]
@@ -423,7 +429,8 @@ def unidentified_bytes_name_the_file(env: Env) -> None:
     assert "BytesIO" not in str(info.value)
     with pytest.raises(DataError) as info:
         load_image_tensor(Sample(path=str(junk), label=0, id="7"))
-    assert str(info.value).startswith(f"{junk}: unreadable image (record 7): ") and "BytesIO" not in str(info.value)
+    message = str(info.value)
+    assert message.startswith(f"{junk}: unreadable image (record 7): ") and "BytesIO" not in message
 
 
 def sixteen_bit_greyscale(env: Env) -> None:
@@ -440,12 +447,11 @@ def sixteen_bit_greyscale(env: Env) -> None:
 
 
 CASES = [
-    pytest.param(partial(malicious_checkpoint, command="predict"), id="checkpoint-pickle-calls-os.system:predict"),
-    pytest.param(partial(malicious_checkpoint, command="evaluate"), id="checkpoint-pickle-calls-os.system:evaluate"),
-    pytest.param(partial(malicious_checkpoint, command="resume"), id="checkpoint-pickle-calls-os.system:resume"),
+    *[pytest.param(partial(malicious_checkpoint, command=c), id=f"checkpoint-pickle-calls-os.system:{c}")
+      for c in ("predict", "evaluate", "resume")],
     pytest.param(damaged_checkpoint, id="checkpoint-bit-flip"),
-    pytest.param(partial(malicious_cifar_pickle, which="batches.meta"), id="cifar-pickle-calls-os.system:meta"),
-    pytest.param(partial(malicious_cifar_pickle, which="data_batch_1"), id="cifar-pickle-calls-os.system:batch"),
+    *[pytest.param(partial(malicious_cifar_pickle, which=which), id=f"cifar-pickle-calls-os.system:{which}")
+      for which in ("batches.meta", "data_batch_1")],
     pytest.param(partial(protected_run_folder, keep="best.pt"), id="run-folder-with-best.pt"),
     pytest.param(partial(protected_run_folder, keep="metrics.csv"), id="run-folder-with-metrics"),
     pytest.param(partial(protected_run_folder, keep="report.json"), id="run-folder-with-report"),
@@ -459,8 +465,8 @@ CASES = [
     pytest.param(partial(damaged_shard, damage="truncated"), id="shard-truncated"),
     pytest.param(partial(damaged_shard, damage="not a tar"), id="shard-not-a-tar"),
     *[pytest.param(partial(bomb, path=path), id=f"bomb:{path}") for path in (
-        "train loader (PNG, PIL)", "train loader (JPEG, tensor decoder)", "load_image (PIL: verify, predict, CAM)",
-        "data verify", "data shard", "shard reader")],
+        "train loader (PNG, PIL)", "train loader (JPEG, tensor decoder)",
+        "load_image (PIL: verify, predict, CAM)", "data verify", "data shard", "shard reader")],
     pytest.param(skipped_evaluation_images, id="skipped-test-images-in-report"),
     pytest.param(unidentified_bytes_name_the_file, id="undecodable-bytes-message"),
     pytest.param(sixteen_bit_greyscale, id="16-bit-greyscale-png"),
@@ -527,7 +533,8 @@ def modes() -> dict[str, tuple[Image.Image, np.ndarray]]:
         "PA": (pa, on_white(np.asarray(palette.convert("RGB")), alpha)),
         "RGB": (Image.fromarray(rgb), rgb),
         "RGBA": (Image.fromarray(np.concatenate([rgb, alpha[..., None]], -1)), on_white(rgb, alpha)),
-        "CMYK": (Image.fromarray(cmyk, "CMYK"), np.rint((255.0 - cmyk[..., :3]) * (255.0 - cmyk[..., 3:]) / 255)),
+        "CMYK": (Image.fromarray(cmyk, "CMYK"),  # PIL: (255 - C)(255 - K) / 255, no colour profile
+                 np.rint((255.0 - cmyk[..., :3]) * (255.0 - cmyk[..., 3:]) / 255)),
         "YCbCr": (Image.fromarray(rgb, "YCbCr"), np.clip(np.rint(ycbcr), 0, 255)),
         "I;16": (Image.fromarray(deep.astype(np.uint16)), grey3(np.rint(deep / 257))),
         "I": (Image.fromarray(deep.astype(np.int32)), grey3(np.rint(deep / 257))),

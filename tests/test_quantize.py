@@ -81,8 +81,11 @@ def test_calibration_reads_training_images_only(trained_runs, tmp_path, monkeypa
     opened = []
     for name in ("load_image", "load_image_tensor"):
         original = getattr(dataset_module, name)
-        monkeypatch.setattr(dataset_module, name,  # (sample, pixel limit)
-                            lambda sample, *limit, f=original: opened.append(sample.path) or f(sample, *limit))
+        def spy(sample, *limit, f=original):  # (sample, pixel limit)
+            opened.append(sample.path)
+            return f(sample, *limit)
+
+        monkeypatch.setattr(dataset_module, name, spy)
     out = export_quantized(checkpoint, tmp_path / "int8.onnx", mode="int8", calibration=20, seed=3)
     splits = prepare_splits(cfg.data)
     test, val, train = ({s.path for s in part} for part in (splits.test, splits.val, splits.train))

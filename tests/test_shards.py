@@ -224,8 +224,8 @@ def test_a_corrupt_image_inside_a_shard_is_named_when_read_and_by_verify(sharded
                           if k == "__key__" or not k.startswith("__")})
     cfg = shard_cfg.model_copy(update={"root": str(tmp_path / "out")})
     test = prepare_splits(cfg).test
-    with pytest.raises(DataError, match=r"c0_7\.jpg \(sample 000000000 of test-0-000000\.tar\): unreadable image "
-                                        r"\(record \d+\): \w"):
+    with pytest.raises(DataError, match=r"c0_7\.jpg \(sample 000000000 of test-0-000000\.tar\): "
+                                        r"unreadable image \(record \d+\): \w"):
         list(make_loader(cfg, make_dataset(cfg, test, train=False), train=False))
     skip = cfg.model_copy(update={"bad_images": "skip"})
     batches = list(make_loader(skip, make_dataset(skip, test, train=False), train=False))

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 # the decoders, also importable from here (their home before fgvc.data.images)
-from fgvc.data.images import DEFAULT_MAX_PIXELS, decode_image_bytes, load_image, load_image_tensor  # noqa: F401
+from fgvc.data.images import (DEFAULT_MAX_PIXELS, decode_image_bytes, load_image,  # noqa: F401
+                              load_image_tensor)
 from fgvc.data.index import as_index
 from fgvc.data.records import Sample
 from fgvc.errors import DataError

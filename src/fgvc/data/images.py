@@ -86,7 +86,8 @@ def _unidentified(exc: Exception) -> ValueError:
     return ValueError("not an image file PIL can identify (unknown format or damaged header)")
 
 
-def decode_image_bytes(data: bytes, trim_bottom: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+def decode_image_bytes(data: bytes, trim_bottom: int = 0,
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """An encoded image as an RGB ``uint8 [3, H, W]`` tensor, fully decoded (truncation fails here)
     and trimmed. JPEGs go through torchvision's libjpeg-turbo decoder (the same pixels as PIL, and the
     tensor path of the transforms is faster: ``benchmarks/dataloader.py``); other formats through PIL.
@@ -96,7 +97,8 @@ def decode_image_bytes(data: bytes, trim_bottom: int = 0, max_pixels: int = DEFA
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
             check_pixels(img, max_pixels)
             if data[:3] == b"\xff\xd8\xff" and img.mode in ("RGB", "L", "CMYK"):
-                image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+                image = decode_jpeg(encoded, mode=ImageReadMode.RGB)
             else:
                 image = pil_to_tensor(to_rgb(img))
     except RuntimeError as exc:  # torchvision: "decode_jpeg, <source>.cpp:171, <reason>"

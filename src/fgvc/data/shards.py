@@ -76,8 +76,8 @@ INDEX_FORMAT = "fgvc-shards/1"
 # --- writing ---------------------------------------------------------------------------------------
 
 def write_shards(splits: Splits, out_dir: str | Path, *, bad_images: str = "error",
-                 max_pixels: int = DEFAULT_MAX_PIXELS, max_per_shard: int = 1000, roles: Sequence[str] = ROLES,
-                 workers: int = 4, progress: bool = True) -> dict:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, max_per_shard: int = 1000,
+                 roles: Sequence[str] = ROLES, workers: int = 4, progress: bool = True) -> dict:
     """Shard the splits ``roles`` of prepared ``splits`` (``fgvc.data.splits.prepare_splits``, hold-outs
     included); returns ``{role: index}``. ``bad_images``: ``data.bad_images`` (error or skip);
     ``max_pixels``: ``data.max_image_pixels`` (larger images are bad images)."""

@@ -58,7 +58,7 @@ def verify(cfg: DataConfig, check_images: bool = True, workers: int = 4, progres
             s = index[int(i)]
             problems.append(f"{s.dataset}: record {s.id or s.path}: {check_metadata(s, use)}")
         unreadable = []
-        if check_images and len(index) and isinstance(samples, ShardIndex):  # the shards' bytes, not the originals
+        if check_images and len(index) and isinstance(samples, ShardIndex):  # the shards' own bytes
             items = ShardDataset(samples, transform=lambda image: image, skip_bad_images=True,
                                  max_pixels=cfg.max_image_pixels)
             unreadable = [item["skipped"] for item in tqdm(items, total=len(samples), desc=f"decode {role}",

@@ -150,7 +150,7 @@ def read_photo(data: bytes, name: str = "image") -> tuple[torch.Tensor, PhotoMet
                 pixels = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8),
                                      mode=ImageReadMode.RGB, apply_exif_orientation=True)
             else:
-                pixels = pil_to_tensor(to_rgb(ImageOps.exif_transpose(img)))  # 16-bit, alpha: scaled, on white
+                pixels = pil_to_tensor(to_rgb(ImageOps.exif_transpose(img)))  # 16-bit scaled, alpha on white
     except DataError:
         raise
     except Image.DecompressionBombError as exc:

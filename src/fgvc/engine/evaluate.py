@@ -93,8 +93,8 @@ def evaluate(model: nn.Module, method, loader: DataLoader, device: torch.device,
     are named in ``"skipped"``: the figures are over ``num_samples`` of the split's ``num_images``.
     """
     skipped: list[str] = []
-    counts = count_outputs(batch_outputs(model, method, loader, device, skipped=skipped, **kwargs), num_classes,
-                           topk)
+    batches = batch_outputs(model, method, loader, device, skipped=skipped, **kwargs)
+    counts = count_outputs(batches, num_classes, topk)
     if gather is not None:
         counts = combine_ranks(gather(counts))
         skipped = [message for part in gather(skipped) for message in part]

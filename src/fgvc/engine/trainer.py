@@ -400,9 +400,9 @@ def prepare_run_dir(cfg: Config, overwrite: bool = False) -> Path:
     else:
         held = run_outputs(run_dir)
         if held and not overwrite:
-            names = ", ".join(str(p.relative_to(run_dir)) for p in held[:3]) + (", ..." if len(held) > 3 else "")
-            raise FgvcError(f"{run_dir} already holds a run ({names}): pass train.resume=true to continue it, "
-                            "name=<other> for a new one, or --overwrite to replace it")
+            names = ", ".join(str(p.relative_to(run_dir)) for p in held[:3]) + (", ..." if held[3:] else "")
+            raise FgvcError(f"{run_dir} already holds a run ({names}): pass train.resume=true to continue "
+                            "it, name=<other> for a new one, or --overwrite to replace it")
         for old in held:
             old.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)

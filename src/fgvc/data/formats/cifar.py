@@ -1,8 +1,9 @@
 """CIFAR-10 and CIFAR-100, python release: the pixels live inside pickles, not in image files.
 
 ``cifar-100-python/{train,test,meta}`` and ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``
-are Python pickles (read with ``encoding="bytes"`` by an unpickler that builds only dicts, lists, bytes,
-numbers and numeric NumPy arrays, so a tampered file runs no code): ``b"data"`` is uint8 ``[N, 3·S·S]``, each row the
+are Python pickles (read with ``encoding="bytes"`` by an unpickler that builds only dicts, lists,
+bytes, numbers and numeric NumPy arrays, so a tampered file runs no code): ``b"data"`` is uint8
+``[N, 3·S·S]``, each row the
 R, G and B planes of an S×S image (S = 32) in row-major order; ``b"fine_labels"`` and
 ``b"coarse_labels"`` (CIFAR-100) or ``b"labels"`` (CIFAR-10) are 0-based; ``b"filenames"`` names each
 image. The meta pickle lists the class names (``b"fine_label_names"``, ``b"coarse_label_names"``,
@@ -70,8 +71,9 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as f:
             content = _ReleaseUnpickler(f, encoding="bytes").load()
     except _Refused as exc:
-        raise DataError(f"{path}: refused: the pickle asks for {exc}, which no CIFAR release holds (loading it "
-                        "could run code); only dicts, lists, bytes, numbers and NumPy arrays are read") from None
+        raise DataError(f"{path}: refused: the pickle asks for {exc}, which no CIFAR release holds "
+                        "(loading it could run code); only dicts, lists, bytes, numbers and NumPy arrays "
+                        "are read") from None
     except Exception as exc:  # noqa: BLE001 - a bad pickle raises UnpicklingError, EOFError, ValueError...
         raise DataError(f"{path}: not a readable CIFAR python pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(content, dict):
