@@ -146,6 +146,10 @@ def malicious_checkpoint(env: Env, command: str) -> None:
         line = env.fails_in_one_line("predict", "--checkpoint", evil, image)
     elif command == "evaluate":
         line = env.fails_in_one_line("evaluate", trained["config"], f"checkpoint={evil}")
+    elif command == "export":
+        line = env.fails_in_one_line("export", "--checkpoint", evil, "--out", env.tmp / "evil.onnx")
+    elif command == "analyze":
+        line = env.fails_in_one_line("analyze", "cam", "--checkpoint", evil, image, "--out", env.tmp / "cam.png")
     else:  # resume: the run's last.pt replaced by the malicious file
         runs = env.tmp / "runs"
         env.copy_of(trained["run"], "runs/tiny")
@@ -448,7 +452,7 @@ def sixteen_bit_greyscale(env: Env) -> None:
 
 CASES = [
     *[pytest.param(partial(malicious_checkpoint, command=c), id=f"checkpoint-pickle-calls-os.system:{c}")
-      for c in ("predict", "evaluate", "resume")],
+      for c in ("predict", "evaluate", "export", "analyze", "resume")],
     pytest.param(damaged_checkpoint, id="checkpoint-bit-flip"),
     *[pytest.param(partial(malicious_cifar_pickle, which=which), id=f"cifar-pickle-calls-os.system:{which}")
       for which in ("batches.meta", "data_batch_1")],
