@@ -173,3 +173,44 @@ def test_index_round_trips_every_field_and_takes_rows():
     with pytest.raises(DataError, match="cub: record /a/3.jpg|cub: record 3"):
         SampleIndex.from_samples(samples[2:3] + [Sample("/b.jpg", 0, lat=95.0, lon=0.0, dataset="cub", id="3")]
                                  ).encode(("geo",), "error")
+
+
+RANK_SCRIPT = """
+import json, os, sys
+import torch.distributed as dist
+from fgvc.config import DataConfig
+from fgvc.data import index as index_module
+from fgvc.data.splits import read_source
+
+dist.init_process_group("gloo")
+built = []
+parse = index_module.index_source
+index_module.index_source = lambda source: built.append(1) or parse(source)
+root, cache, out = sys.argv[1:]
+cfg = DataConfig(format="inat2021", root=root, train_split="train", cache_dir=cache, check_images="none",
+                 metadata=["geo", "temporal"])
+source = read_source(cfg)
+train = source.splits["train"]
+json.dump({"parsed": len(built), "mapped": type(train.labels).__name__,
+           "samples": [[s.path, s.label] for s in (train[i] for i in range(len(train)))]},
+          open(os.path.join(out, f"rank{dist.get_rank()}.json"), "w"))
+dist.destroy_process_group()
+"""
+
+
+def test_under_torchrun_only_rank_0_parses_and_the_other_rank_maps_its_file(tmp_path):
+    import subprocess
+    import sys
+
+    root, cache = write_inat2021(tmp_path / "inat"), tmp_path / "cache"
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(root), str(cache), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["parsed"] == 1 and rank1["parsed"] == 0  # the annotations were parsed once, by rank 0
+    assert rank1["mapped"] == "memmap" and len(list(cache.glob("*.idx"))) == 1
+    assert rank0["samples"] == rank1["samples"] and len(rank0["samples"]) == 40
