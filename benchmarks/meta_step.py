@@ -4,9 +4,9 @@ Both compute the second-order gradient, with respect to the attention parameters
 ``L_meta = L_all(meta-train) + L_all(adapted; meta-test)`` on the same model, batch and meta-test
 dataset, alternating, in one process:
 
-- **fgvc** (DESIGN §6.3): only θ is adapted, ``θ' = θ − α∇θ L_all``; θ sits after the backbone, so
-  the backbone runs once without a graph and only the head is re-run (``functional_call`` over θ,
-  no copy).
+- **fgvc** (docs/methods/erudite.md): only θ is adapted, ``θ' = θ − α∇θ L_all``; θ sits after the
+  backbone, so the backbone runs once without a graph and only the head is re-run (``functional_call``
+  over θ, no copy).
 - **whole model** (the released code's way): a deep copy of the network per step whose every
   parameter is adapted with ``create_graph=True``, the meta-test forward through the adapted copy,
   the second-order backward through the whole network.

@@ -1,5 +1,5 @@
-"""Fault injection (DESIGN §8): SIGKILL at chosen steps, also in the middle of a checkpoint write, and
-a NaN loss, injected from outside by ``tests/_faults.py`` (no hooks in the product).
+"""Fault injection (docs/architecture.md, Reliability): SIGKILL at chosen steps, also in the middle of a
+checkpoint write, and a NaN loss, injected from outside by ``tests/_faults.py`` (no hooks in the product).
 
 The property: a run killed at any of these points and resumed with ``train.resume=true`` ends with
 weights, optimiser and RNG states bit-identical to a run never interrupted (deterministic, CPU), and

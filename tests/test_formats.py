@@ -1,8 +1,8 @@
 """Every format reader on tiny copies of the official layouts written to tmp_path.
 
 Each reader is checked for records, labels, splits, paths and metadata, and for the bad inputs of
-DESIGN §8: a one-line DataError naming file and record, or with on_bad_record="skip" a problem line
-per bad record while every valid record is kept.
+docs/architecture.md (Reliability): a one-line DataError naming file and record, or with
+on_bad_record="skip" a problem line per bad record while every valid record is kept.
 """
 
 from __future__ import annotations

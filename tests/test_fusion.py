@@ -26,7 +26,7 @@ def tiny_fusion(**kw) -> FusionConfig:
     return FusionConfig(**{**base, **kw})
 
 
-# --- parameter counts written out from the formulas of DESIGN §6.1 -----------------------------
+# --- parameter counts written out from the formulas of docs/methods/dynamic_mlp.md ----------------
 
 def linear(i: int, o: int, bias: bool = True) -> int:
     return i * o + (o if bias else 0)

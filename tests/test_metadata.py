@@ -1,4 +1,4 @@
-"""The geo-temporal encoding of DESIGN §4.2, checked against values computed by hand."""
+"""The geo-temporal encoding of docs/formats.md, checked against values computed by hand."""
 
 from __future__ import annotations
 

@@ -191,7 +191,7 @@ class MethodConfig(Section):
     # progressive: True = one backward and optimiser step per phase (the P of RMG-PMSI); False = the
     # phases' losses summed into one step
     phases: bool = True
-    # ctc (DESIGN §6.4; defaults: the paper's CIFAR-100 "transferability" setting of the released code)
+    # ctc (docs/methods/ctc.md; defaults: the paper's CIFAR-100 "transferability" setting of the release)
     ctc_alpha: float = Field(0.5, ge=0)  # stage 1: CE + alpha * instance discrimination (paper: 0.5 or 0.1)
     ctc_beta: float = Field(1.0, ge=0)  # stage 2: CE + beta * NCE against the snapshot
     ctc_instance_temperature: float = Field(0.1, gt=0)  # stage 1 tau (paper: 0.1 or 0.5)
@@ -259,7 +259,6 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    test_at_end: bool = True  # evaluate best.pt on the test split after training
     topk: tuple[int, int] = (1, 5)
     # test-time augmentation: each one more row of the report's TTA table (softmax averaged over the
     # views); the headline figure stays the single centre crop

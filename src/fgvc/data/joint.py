@@ -1,4 +1,4 @@
-"""Several datasets as one (the erudite model, DESIGN §6.3): the union of their label spaces.
+"""Several datasets as one (the erudite model, docs/methods/erudite.md): the union of their label spaces.
 
 Each source of ``data.joint`` is read and split on its own (``fgvc.data.splits.prepare_splits`` on
 ``source_config``), exactly as a single-dataset run would (official splits, or the seeded stratified

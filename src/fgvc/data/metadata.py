@@ -1,4 +1,4 @@
-"""Geo-temporal encoding of Dynamic MLP (eq. 1-2), DESIGN §4.2.
+"""Geo-temporal encoding of Dynamic MLP (eq. 1-2); docs/formats.md.
 
 Latitude, longitude and date are each scaled to [-1, 1] (lat/90, lon/180, date as a fraction of its
 year), concatenated in the order (lat, lon, date) for the components in ``use``, and mapped to

@@ -62,7 +62,7 @@ class ResumableSampler(Sampler):
 
 
 class BalancedSampler(Sampler):
-    """The same number of images of every dataset in each batch (the erudite model, DESIGN §6.3).
+    """The same number of images of every dataset in each batch (the erudite model, docs/methods/erudite.md).
 
     ``datasets[i]`` is sample i's dataset (0 .. D-1), P = ``per_dataset``, W = ``world_size``. Each
     dataset d has a stream: a seeded permutation of its samples followed by fresh permutations

@@ -1,4 +1,4 @@
-"""WebDataset shards (DESIGN §4.3): ``fgvc data shard`` writes them, ``data.format: shards`` streams them.
+"""WebDataset shards (docs/formats.md): ``fgvc data shard`` writes them, ``data.format: shards`` streams them.
 
 A folder of JPEGs stops being practical around iNat21-full (2.7 M files): shards turn it into a few
 thousand sequential tar files. ``write_shards`` takes the splits as training resolves them

@@ -115,7 +115,8 @@ def run_demo(data_dir: Path, out_dir: Path, epochs: int | None = None, quick: bo
     minutes = (time.perf_counter() - start) / 60
     path = out_dir / "report.md"
     path.write_text("\n".join(["# fgvc demo", "", "Everything below trained and evaluated on this machine's "
-                                "CPU from the procedurally generated benchmark (DESIGN §5), random init.", ""]
+                                "CPU from the procedurally generated benchmark (docs/synthetic.md), "
+                                "random init.", ""]
                                + parts + [f"Wall time: {minutes:.1f} min.", ""]))
     print(f"demo report: {path}")
     return results

@@ -1,7 +1,7 @@
 """Contrastive temporal coding (Cui et al., ECCV 2022, "Discriminability-Transferability Trade-Off").
 
 Supervised training over-compresses its input late in training: features become more discriminative
-for the source classes and less transferable. CTC counters it in two stages (DESIGN.md §6.4):
+for the source classes and less transferable. CTC counters it in two stages (docs/methods/ctc.md):
 
 * **Stage 1** (epochs ``< method.ctc_switch_epoch``): ``CE + α · L_inst``, where ``L_inst`` is the
   instance discrimination of Wu et al. (2018): the pooled backbone feature, embedded to ``ctc_dim``

@@ -1,9 +1,9 @@
 """PriorsNet: a geo-temporal prior trained on locations alone, multiplied into an image model at test time.
 
 Mac Aodha, Cole and Perona, "Presence-Only Geographical Priors for Fine-Grained Image Classification"
-(ICCV 2019), used as a baseline by Dynamic MLP (DESIGN §6.1). The prior is the ``LocationEncoder``
-whose output is one logit per class, ``s_c(loc)``, read as ``P(c present at loc) = σ(s_c(loc))``. It
-never sees an image, so it trains on the training records' metadata in seconds, and at test time
+(ICCV 2019), used as a baseline by Dynamic MLP (docs/methods/dynamic_mlp.md). The prior is the
+``LocationEncoder`` whose output is one logit per class, ``s_c(loc)``, read as
+``P(c present at loc) = σ(s_c(loc))``. It never sees an image, so it trains on the training records' metadata in seconds, and at test time
 
     p(y | x, loc) ∝ p(y | x) · σ(s_y(loc))
 
@@ -20,7 +20,7 @@ Details follow the authors' code (github.com/macaodha/geo_prior, ``losses.py`` /
 - negatives: one random location (with a random date) per positive, drawn afresh at every step. The
   authors' "spherical" sampler is not uniform on the sphere; we draw uniformly on the sphere as the
   Dynamic MLP paper describes (``random_points``).
-- inputs: our own encoding (``fgvc.data.metadata``, DESIGN §4.2), not theirs, so that the prior reads
+- inputs: our own encoding (``fgvc.data.metadata``, docs/formats.md), not theirs, so that the prior reads
   the same features as the fusion models.
 
 GeoNet-style post-processing (a fusion head fine-tuned on a frozen image-only model) needs no method

@@ -2,9 +2,10 @@
 
 Dynamic MLP (Yang et al., "Dynamic MLP for Fine-Grained Image Classification by Leveraging Geographical
 and Temporal Information", CVPR 2022) turns the metadata embedding z_e into per-sample projection
-matrices that act on the image feature z_i (DESIGN §6.1). Module and parameter names follow the authors'
-release (``loc_net``, ``loc_att``, ``conv1``, ``conv2.<i>.dynamic_conv.conv11`` ...) and are registered in
-their order, so converting their checkpoint (``fgvc.models.convert``) is a plain key mapping.
+matrices that act on the image feature z_i (docs/methods/dynamic_mlp.md). Module and parameter names
+follow the authors' release (``loc_net``, ``loc_att``, ``conv1``, ``conv2.<i>.dynamic_conv.conv11`` ...)
+and are registered in their order, so converting their checkpoint (``fgvc.models.convert``) is a plain
+key mapping.
 
 Every fusion head has one interface, ``head(img_feat [B, D], meta [B, meta_in]) -> logits`` where ``meta``
 is the raw encoded metadata (``fgvc.data.metadata.encode_metadata``: 6, 4 or 2 values) and each head owns
@@ -89,7 +90,7 @@ def _project(x: torch.Tensor, weight: torch.Tensor, p: int, q: int) -> torch.Ten
 
 
 class DynamicBlockA(nn.Module):
-    """Variant A (DESIGN §6.1): ``W = reshape(Linear(m → p·q)(z_e), [p, q])``, ``ReLU(LN_q(x @ W))``."""
+    """Variant A: ``W = reshape(Linear(m → p·q)(z_e), [p, q])``, ``ReLU(LN_q(x @ W))``."""
 
     def __init__(self, p: int, q: int, m: int):
         super().__init__()
@@ -102,7 +103,7 @@ class DynamicBlockA(nn.Module):
 
 
 class DynamicBlockBC(nn.Module):
-    """Variants B and C (DESIGN §6.1): an image branch and a weight branch, then their product.
+    """Variants B and C: an image branch and a weight branch, then their product.
 
     Image branch ``conv12(ReLU(conv11(·)))`` (p → p), weight branch ``conv22(ReLU(conv21(·)))``
     (→ p·q, viewed as ``W [p, q]``), ``y = ReLU(LN_q(img @ W))``, then ``conv3``: bias-free Linear(q→q),
@@ -160,15 +161,15 @@ class RecursiveBlock(nn.Module):
 
 
 class DynamicMLP(nn.Module):
-    """Dynamic MLP (DESIGN §6.1): ``z_i + LN_D(Linear(d→D)(blocks(Linear(D→d)(z_i), z_e)))``.
+    """Dynamic MLP: ``z_i + LN_D(Linear(d→D)(blocks(Linear(D→d)(z_i), z_e)))``.
 
     ``n`` recursive blocks of widths d→h, h→h, …, h→d (n=1: d→d), each reading the original ``z_e``.
     ``variant`` picks the block (A/B/C); ``cat_input`` ("both" | "image" | "weight") says which branches
     of a C block read ``cat(x, z_e)`` (Table 5 ablation); ``combine`` ≠ "matmul" replaces the
     per-instance matrix product by concat/add/mul (Table S5, variants B/C only).
 
-    The authors' ``FusionModule`` agrees with DESIGN; it also fixes what DESIGN leaves open, and so does
-    this module: no activation after the reduction ``conv1``, ``norm3`` applied before the skip is added,
+    The authors' ``FusionModule`` agrees with the paper; it also fixes what the paper leaves open, and so
+    does this module: no activation after the reduction ``conv1``, ``norm3`` applied before the skip is added,
     ``meta_dim`` = d in their model (their location encoder ends in ``class_emb: 256 → d``); here any
     ``meta_dim`` works.
     """

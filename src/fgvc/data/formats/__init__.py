@@ -1,4 +1,4 @@
-"""Readers of the on-disk dataset formats (DESIGN §4.1): each ``read(root, **options) -> DatasetSource``.
+"""Readers of the on-disk dataset formats (docs/formats.md): each ``read(root, **options) -> DatasetSource``.
 
 Common options: ``name`` (shown in reports; default the format name), ``on_bad_record`` ("error":
 raise a one-line ``DataError`` naming file and record; "skip": list it in ``DatasetSource.problems``
