@@ -201,3 +201,24 @@ def screenshot(checkpoint: str, photo: str, out: str, *serve_args: str, width: i
 
 if __name__ == "__main__":  # python tests/test_page.py CHECKPOINT PHOTO OUT.png [fgvc serve options...]
     screenshot(*sys.argv[1:4], *sys.argv[4:])
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
+                    "(make test installs them on Debian as root)")
+def test_api_docs_render_in_headless_chromium(server, tmp_path):
+    """/docs: the locally served Swagger UI renders every route of the OpenAPI document it is given."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = browser(tmp_path, 1000, 900)
+    try:
+        driver.get(server.url + "/docs")
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+                                        or d.find_elements(By.CSS_SELECTOR, ".errors-wrapper, .version-pragma"))
+        paths = {e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        problems = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".errors-wrapper, .version-pragma")]
+        driver.save_screenshot(str(tmp_path / "docs.png"))
+    finally:
+        driver.quit()
+    assert not problems, problems
+    assert {"/v1/predict", "/v1/model", "/healthz"} <= paths, paths

@@ -219,11 +219,13 @@ def create_app(predictor: Predictor, max_upload_bytes: int = MAX_UPLOAD_BYTES, m
 
 
 def _add_docs(app: FastAPI) -> None:
-    """``/docs``: Swagger UI from the swagger-ui-bundle package, served from here (no CDN)."""
-    from fastapi.openapi.docs import get_swagger_ui_html
-    from swagger_ui_bundle import swagger_ui_path
+    """``/docs``: Swagger UI 5 (it reads the OpenAPI 3.1 that FastAPI writes; 4.x refuses it) from the
+    fastapi-swagger package's files, served from here (no CDN)."""
+    from importlib.resources import files
 
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=str(files("fastapi_swagger") / "resources")), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs():
