@@ -17,7 +17,7 @@ import torchvision
 from fgvc.config import FusionConfig, build_config
 from fgvc.errors import FgvcError
 from fgvc.models import build_model
-from fgvc.models.convert import (
+from fgvc.deploy.convert import (
     convert_dynamic_mlp_state_dict,
     import_dynamic_mlp_checkpoint,
     infer_dynamic_mlp_settings,

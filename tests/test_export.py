@@ -14,8 +14,9 @@ from conftest import tiny_config
 from fgvc.checkpoint import load_checkpoint, save_atomic
 from fgvc.cli import main
 from fgvc.deploy.export import ATOL, check_parity, example_inputs, read_export_info, sidecar_path
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import build_model, model_from_checkpoint
+from fgvc.models import build_model
 
 CLASSES = ["Passer domesticus", "Turdus merula", "Erithacus rubecula", "Parus major"]
 

@@ -13,9 +13,9 @@ import yaml
 
 from fgvc.deploy.hub import CARD, CONFIG, WEIGHTS, export_hub, load_model, push, read_folder
 from fgvc.checkpoint import load_checkpoint
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
 from fgvc.deploy.export import example_inputs
-from fgvc.models import model_from_checkpoint
 
 httpx = pytest.importorskip("httpx2")  # the HTTP client huggingface_hub 2.x runs on
 

@@ -11,8 +11,8 @@ from fgvc.data.occurrences import classes_in_box, occurrence_table, parse_box
 from fgvc.data.records import Sample
 from fgvc.deploy.model import load_inference_model
 from fgvc.checkpoint import load_checkpoint
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import model_from_checkpoint
 
 
 def test_fusion_checkpoint_as_inference_model(deploy_models):

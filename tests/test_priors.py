@@ -15,9 +15,10 @@ from torch import nn
 
 from fgvc.data.metadata import encode_batch, encode_metadata
 from fgvc.data.records import Sample
-from fgvc.engine.run import evaluate_with_prior
+from fgvc.engine.run import evaluate_adjusted
 from fgvc.errors import FgvcError
 from fgvc.methods.priors import (
+    Priors,
     PriorsNet,
     combine_with_image,
     encode_points,
@@ -216,18 +217,26 @@ def test_evaluate_with_prior_end_to_end(tmp_path):
     prior = train_priors(splits.train, 3, ("geo",), seed=0, classes=splits.classes, **FAST)
     save_priors(prior, tmp_path / "prior.pt")
 
-    result = evaluate_with_prior(cfg, tmp_path / "image.pt", tmp_path / "prior.pt", splits=splits)
+    result = evaluate_adjusted(cfg, _priors(cfg, tmp_path / "image.pt", load_priors(tmp_path / "prior.pt")),
+                               splits=splits)
     assert result["num_samples"] == 18 and result["missing_metadata"] == 3
     assert result["image"]["top1"] < 60  # noise images
     # every sample with a location is right with the prior; the 3 without keep the image prediction
-    assert result["with_prior"]["top1"] >= 100 * 15 / 18 - 1e-6
-    assert result["with_prior"]["top1"] > result["image"]["top1"]
+    assert result["adjusted"]["top1"] >= 100 * 15 / 18 - 1e-6
+    assert result["adjusted"]["top1"] > result["image"]["top1"]
     assert set(result["image"]) >= {"top1", "top5", "per_class"}
 
     other = PriorsNet(4, 3)
     other.classes = ["x", "y", "z"]
     with pytest.raises(FgvcError, match="other classes"):
-        evaluate_with_prior(cfg, tmp_path / "image.pt", other, splits=splits)
+        evaluate_adjusted(cfg, _priors(cfg, tmp_path / "image.pt", other), splits=splits)
+
+
+def _priors(cfg, image_checkpoint, prior):
+    """The priors method holding a trained prior, on top of ``image_checkpoint``."""
+    method = Priors(cfg, len(prior.classes or []))
+    method.image_checkpoint, method.prior = image_checkpoint, prior
+    return method
 
 
 # --- GeoNet-style: copy an image-only backbone into a fusion model -------------------------------

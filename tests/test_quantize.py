@@ -18,9 +18,9 @@ from fgvc.data.splits import prepare_splits
 from fgvc.deploy.onnx_model import OnnxModel
 from fgvc.deploy.quantize import calibration_samples, export_quantized
 from fgvc.checkpoint import load_checkpoint
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
 from fgvc.deploy.export import read_export_info, sidecar_path
-from fgvc.models import model_from_checkpoint
 
 MIN_AGREEMENT = 95.0  # % of a seeded batch of test images on which INT8 and FP32 name the same class
 

@@ -41,7 +41,7 @@ from fgvc.checkpoint import load_checkpoint
 from fgvc.config import load_config
 from fgvc.data.records import Splits
 from fgvc.data.splits import prepare_splits
-from fgvc.models import model_from_checkpoint
+from fgvc.engine.inference import model_from_checkpoint
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("pmg", "rmg_pmsi")

@@ -18,8 +18,8 @@ from fgvc.checkpoint import load_checkpoint
 from fgvc.data.dataset import load_image
 from fgvc.data.records import Sample
 from fgvc.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform_for
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import model_from_checkpoint
 
 METHODS = ("gradcam", "gradcam++", "xgradcam", "eigencam", "layercam")
 

@@ -20,9 +20,9 @@ from fgvc.analysis.complexity import model_complexity
 from fgvc.analysis.runs import FinishedRun, load_runs
 from fgvc.checkpoint import load_checkpoint
 from fgvc.data.metadata import metadata_dim
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.engine.report import markdown_table
 from fgvc.errors import FgvcError
-from fgvc.models import model_from_checkpoint
 
 GROUP_BY = ("name-without-seed", "run")
 SEED_SUFFIX = re.compile(r"(?:[_-](?:s|seed)[_-]?|[_-]?seed)\d+$")

@@ -16,8 +16,8 @@ from torch import nn
 
 from fgvc.analysis.runs import load_runs, refresh_reports, run_classes, select_classes
 from fgvc.checkpoint import load_checkpoint
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import model_from_checkpoint
 
 
 def classifier_weight(model: nn.Module) -> torch.Tensor:

@@ -247,7 +247,7 @@ def cmd_benchmark_latency(args: argparse.Namespace) -> int:
 
 
 def cmd_import_checkpoint(args: argparse.Namespace) -> int:
-    from fgvc.models.convert import import_dynamic_mlp_checkpoint
+    from fgvc.deploy.convert import import_dynamic_mlp_checkpoint
 
     classes = None
     if args.inat_root:

@@ -47,11 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from fgvc.config import load_config
     from fgvc.engine.distributed import current
-    from fgvc.engine.run import train_and_report, train_priors_and_report
+    from fgvc.engine.run import train_and_report
 
     cfg = load_config(args.config, args.overrides)
-    run = train_priors_and_report if cfg.method.name == "priors" else train_and_report
-    report = run(cfg, overwrite=args.overwrite)
+    report = train_and_report(cfg, overwrite=args.overwrite)
     if not current().is_main:  # under torchrun: rank 0 speaks for the run
         return 0
     test = report["test"]

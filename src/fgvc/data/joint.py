@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import torch
 
-from fgvc.config import DataConfig, JointSource
+from fgvc.sections import DataConfig, JointSource
 from fgvc.data.records import DatasetSource, Sample, Splits
 
 ROLES = ("train", "val", "test")

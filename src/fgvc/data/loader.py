@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from fgvc.config import DataConfig
+from fgvc.sections import DataConfig
 from fgvc.data.dataset import ImageDataset, collate
 from fgvc.data.records import Sample
 from fgvc.data.samplers import BalancedSampler, ResumableSampler

@@ -57,7 +57,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from fgvc.config import DataConfig
+from fgvc.sections import DataConfig
 from fgvc.data.dataset import transform_seeded
 from fgvc.data.formats.cifar import image_at
 from fgvc.data.images import DEFAULT_MAX_PIXELS, decode_image_bytes

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvc.config import DataConfig
+from fgvc.sections import DataConfig
 from fgvc.data.formats import annotation_files, read_dataset
 from fgvc.data.holdout import stratified_holdout
 from fgvc.data.index import SampleIndex, default_cache_dir, missing_images, read_cached

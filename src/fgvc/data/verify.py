@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from fgvc.config import DataConfig
+from fgvc.sections import DataConfig
 from fgvc.data.images import load_image
 from fgvc.data.index import SampleIndex, as_index
 from fgvc.data.metadata import INVALID, MISSING, check_metadata

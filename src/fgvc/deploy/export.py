@@ -30,8 +30,8 @@ from torch import nn
 from fgvc import __version__
 from fgvc.checkpoint import load_checkpoint
 from fgvc.data.metadata import metadata_dim
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import model_from_checkpoint
 
 log = logging.getLogger(__name__)
 

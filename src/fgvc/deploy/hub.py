@@ -26,8 +26,8 @@ import yaml
 
 from fgvc import __version__
 from fgvc.deploy.export import deployment_info, load_for_export
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import model_from_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from fgvc.config import Config
 from fgvc.data.metadata import metadata_dim
 from fgvc.data.transforms import eval_transform_for
 from fgvc.checkpoint import load_checkpoint
+from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
-from fgvc.models import model_from_checkpoint
 
 
 @dataclass

@@ -16,7 +16,7 @@ What a data-parallel run changes, and why it stays equal to one process with the
   world size (``reshard``).
 - Gradients: DDP averages them over ranks (each rank's loss is a mean over its own batch, so the
   average is the global batch's mean). Methods see the model through ``DDPModel``, which routes
-  every forward pass they train through (``forward``, ``forward_all``, ``forward_train``) into DDP.
+  every forward pass they train through (the model's call and the method's ``forwards``) into DDP.
   Gradients taken with ``torch.autograd.grad`` (the trainer's ``update(only=…)``: the erudite meta
   step and PCGrad) never reach DDP's hooks, so the trainer averages them itself (``mean_gradients``).
 - Metrics are sums over ranks; checkpoints, logs, metrics and reports are written by rank 0 while
@@ -47,6 +47,7 @@ from torch.nn.parallel import DistributedDataParallel
 from fgvc.config import Config
 from fgvc.engine.checkpoint import rng_state
 from fgvc.errors import FgvcError
+from fgvc.methods import method_class
 
 log = logging.getLogger(__name__)
 
@@ -167,22 +168,14 @@ def current() -> DistContext:
 
 # --- the model under DDP ---------------------------------------------------------------------
 
-ROUTED_FORWARDS = ("forward", "forward_all", "forward_train")
-
-
 def find_unused_parameters(cfg: Config) -> bool:
-    """Whether DDP must look for parameters a backward pass leaves without gradient.
-
-    - progressive with ``method.phases``: phase n back-propagates stage n's classifier alone;
-    - erudite: its variants (hierarchical, ``joint_target=dataset``, Ours_PMG's phases) do not all
-      reach every parameter in each backward pass;
-    - any method while the backbone is frozen (``schedule.freeze_backbone_epochs``).
-    Supervised training reaches every parameter, and skipping the search saves a graph traversal.
-    A wrong ``False`` is never silent: DDP stops with an error at the next step.
+    """Whether DDP must look for parameters a backward pass leaves without gradient: where the method
+    says so (``Method.unused_parameters``: e.g. progressive phases, each reaching one stage's
+    classifier), and for any method while the backbone is frozen (``schedule.freeze_backbone_epochs``).
+    Where no backward misses a parameter, skipping the search saves a graph traversal. A wrong
+    ``False`` is never silent: DDP stops with an error at the next step.
     """
-    m = cfg.method
-    return ((m.name == "progressive" and m.phases) or m.name == "erudite"
-            or cfg.schedule.freeze_backbone_epochs > 0)
+    return method_class(cfg).unused_parameters(cfg.method) or cfg.schedule.freeze_backbone_epochs > 0
 
 
 class _Entry(nn.Module):
@@ -199,20 +192,21 @@ class _Entry(nn.Module):
 class DDPModel:
     """The model as a method sees it under DDP.
 
-    Its training forwards (``ROUTED_FORWARDS``) go through DDP, so their backward passes average the
-    gradients over ranks; everything else (submodules, ``stages``, ``features`` under ``no_grad``,
-    parameters for ``functional_call``) is the plain model's.
+    Calling it, and the method's training forwards (``Method.forwards``), go through DDP, so their
+    backward passes average the gradients over ranks; everything else (submodules, ``stages``,
+    ``features`` under ``no_grad``, parameters for ``functional_call``) is the plain model's.
     """
 
-    def __init__(self, model: nn.Module, ddp: DistributedDataParallel):
+    def __init__(self, model: nn.Module, ddp: DistributedDataParallel, forwards: tuple[str, ...] = ()):
         self.module = model
         self.ddp = ddp
+        self.forwards = forwards
 
     def __call__(self, *args, **kwargs):
         return self.ddp("forward", *args, **kwargs)
 
     def __getattr__(self, name: str):
-        if name in ROUTED_FORWARDS:
+        if name in self.__dict__.get("forwards", ()):
             return functools.partial(self.ddp, name)
         return getattr(self.module, name)
 
@@ -232,7 +226,7 @@ def wrap_model(model: nn.Module, ctx: DistContext, cfg: Config) -> nn.Module | D
     device_ids = [ctx.local_rank] if ctx.cuda else None
     ddp = DistributedDataParallel(_Entry(model), device_ids=device_ids,
                                   find_unused_parameters=find_unused_parameters(cfg))
-    return DDPModel(model, ddp)
+    return DDPModel(model, ddp, method_class(cfg).forwards)
 
 
 def convert_sync_batchnorm(model: nn.Module, ctx: DistContext, cfg: Config) -> nn.Module:

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fgvc.checkpoint import load_checkpoint
-from fgvc.config import Config, DataConfig
+from fgvc.config import Config, DataConfig, build_config
 from fgvc.data.loader import make_dataset, make_loader
 from fgvc.data.records import Sample
 from fgvc.data.splits import prepare_splits
@@ -26,7 +26,7 @@ from fgvc.engine.evaluate import predict_loader
 from fgvc.engine.trainer import resolve_device
 from fgvc.errors import FgvcError
 from fgvc.methods import build_method
-from fgvc.models import model_from_checkpoint
+from fgvc.models import build_model
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,16 @@ class LoadedModel(NamedTuple):
     method: object  # the method's ``predict`` gives the prediction rules
     data: DataConfig
     device: torch.device
+
+
+def model_from_checkpoint(ckpt: dict, num_classes: int, cfg: Config | None = None) -> tuple[Config, nn.Module]:
+    """Rebuild the model a checkpoint was trained as — from its own config, else ``cfg`` — with its weights."""
+    model_cfg = build_config(ckpt["config"]) if ckpt.get("config") else cfg
+    if model_cfg is None:
+        raise ValueError("the checkpoint holds no config: pass the one it was trained with")
+    model = build_model(model_cfg, num_classes, load_pretrained=False, groups=ckpt.get("groups"))
+    model.load_state_dict(ckpt["model"])
+    return model_cfg, model
 
 
 def load_for_eval(cfg: Config, checkpoint: str | Path, classes: Sequence[str]) -> LoadedModel:

@@ -13,20 +13,17 @@ from torch import nn
 
 from fgvc.checkpoint import load_checkpoint
 from fgvc.config import Config
-from fgvc.data.index import as_index
 from fgvc.data.records import Splits
 from fgvc.data.splits import holdout_seed, prepare_splits
 from fgvc.engine.distributed import init_distributed, run_on_main
 from fgvc.engine.evaluate import evaluate, predict_loader
-from fgvc.engine.inference import eval_loader, load_for_eval
+from fgvc.engine.inference import eval_loader, load_for_eval, model_from_checkpoint
 from fgvc.engine.report import write_report
 from fgvc.engine.trainer import Trainer, prepare_run_dir, resolve_device, setup_file_logging
 from fgvc.engine.tta import evaluate_tta, wants_tta
 from fgvc.errors import FgvcError
-from fgvc.methods import build_method
-from fgvc.methods.priors import PriorsNet, combine_with_image, load_priors, prior_logits, save_priors, train_priors
+from fgvc.methods import Method, build_method, method_class
 from fgvc.metrics import classification_metrics
-from fgvc.models import model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +52,11 @@ def _report(cfg: Config, splits: Splits, model: torch.nn.Module, metrics: dict, 
 
 
 def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
-    """Under ``torchrun`` every process runs this; rank 0 alone writes the run folder and the report."""
+    """The run of any config: train, evaluate best.pt on test, write the report. Under ``torchrun`` every
+    process runs this; rank 0 alone writes the run folder and the report. A method that trains no image
+    model (``Method.trains_model``) fits its own instead and is evaluated on top of its base checkpoint."""
+    if not method_class(cfg).trains_model:
+        return _fit_and_report(cfg, overwrite)
     ctx = init_distributed(cfg.train.device)
     run_dir = run_on_main(ctx, prepare_run_dir, cfg, overwrite)
     if ctx.is_main:
@@ -74,33 +75,31 @@ def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
     return report
 
 
-def train_priors_and_report(cfg: Config, overwrite: bool = False) -> dict:
-    """PriorsNet: fit the location prior on train metadata, combine with the image model on test.
+train_priors_and_report = train_and_report  # compatibility: priors runs through train_and_report
 
-    A small MLP on metadata that trains in seconds: under ``torchrun`` rank 0 does all of it alone."""
+
+def _fit_and_report(cfg: Config, overwrite: bool = False) -> dict:
+    """A method that fits a small model of its own in seconds (PriorsNet on metadata): under
+    ``torchrun`` rank 0 does all of it alone."""
     ctx = init_distributed(cfg.train.device)
     if ctx.enabled:
-        return run_on_main(ctx, _train_priors_alone, cfg, overwrite)
-    return _train_priors_alone(cfg, overwrite)
+        return run_on_main(ctx, _fit_alone, cfg, overwrite)
+    return _fit_alone(cfg, overwrite)
 
 
-def _train_priors_alone(cfg: Config, overwrite: bool = False) -> dict:
+def _fit_alone(cfg: Config, overwrite: bool = False) -> dict:
     run_dir = prepare_run_dir(cfg, overwrite)
     setup_file_logging(run_dir)
     splits = prepare_splits(cfg.data)
-    m = cfg.method
-    prior = train_priors(splits.train, len(splits.classes), tuple(cfg.data.metadata), epochs=m.priors_epochs,
-                         batch_size=m.priors_batch_size, lr=m.priors_lr, seed=cfg.seed, balance=m.priors_balance,
-                         classes=splits.classes, progress=cfg.train.progress)
-    save_priors(prior, run_dir / "checkpoints" / "priors.pt")
-    val = evaluate_with_prior(cfg, m.image_checkpoint, prior, split="val", splits=splits)
-    test = evaluate_with_prior(cfg, m.image_checkpoint, prior, split="test", splits=splits)
-    params = sum(p.numel() for p in prior.parameters()) / 1e6
-    report = {"name": cfg.name, "dataset": splits.source.name, "model": f"PriorsNet + {m.image_checkpoint}",
-              "method": "priors", "params_m": params, "best_epoch": m.priors_epochs,
-              "best_val_top1": val["with_prior"]["top1"],
+    method = build_method(cfg, len(splits.classes))
+    fitted = method.fit(splits, run_dir / "checkpoints", progress=cfg.train.progress)
+    val = evaluate_adjusted(cfg, method, split="val", splits=splits)
+    test = evaluate_adjusted(cfg, method, split="test", splits=splits)
+    report = {"name": cfg.name, "dataset": splits.source.name, "model": fitted["model"],
+              "method": cfg.method.name, "params_m": fitted["params_m"], "best_epoch": fitted["epochs"],
+              "best_val_top1": val["adjusted"]["top1"],
               "protocol": _protocol(cfg, splits, "test", test["missing_metadata"]),
-              "test": test["with_prior"], "image_only": {"test": test["image"], "val": val["image"]},
+              "test": test["adjusted"], "image_only": {"test": test["image"], "val": val["image"]},
               "epochs": []}
     write_report(run_dir, report, splits.classes)
     return report
@@ -117,24 +116,24 @@ class _IndexRecorder:
         return self.method.predict(model, batch)
 
 
-def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: PriorsNet | str | Path,
-                        split: str = "test", splits: Splits | None = None) -> dict:
-    """Top-k of an image-only checkpoint on a split of ``cfg.data``, without and with the prior.
+def evaluate_adjusted(cfg: Config, method: Method, split: str = "test", splits: Splits | None = None) -> dict:
+    """Top-k on a split of ``cfg.data`` of ``method.base_checkpoint()`` (an image model), without and with
+    the method's adjustment (``method.adjust``: e.g. PriorsNet's prior multiplied in).
 
     The image model is rebuilt from the checkpoint's own config (``cfg`` supplies the data, device
     and precision). Returns ``{"split", "num_samples", "missing_metadata", "image": metrics,
-    "with_prior": metrics}`` with the metrics of ``classification_metrics``.
+    "adjusted": metrics}`` with the metrics of ``classification_metrics``; ``missing_metadata``
+    counts the samples the method could not adjust.
     """
     splits = splits or prepare_splits(cfg.data)
     classes = list(splits.classes)
-    prior = prior if isinstance(prior, PriorsNet) else load_priors(prior)
+    image_checkpoint = method.base_checkpoint()
     ckpt = load_checkpoint(image_checkpoint)
-    for what, names in (("image checkpoint", ckpt.get("classes")), ("prior", prior.classes)):
-        if names and list(names) != classes:
-            raise FgvcError(f"{what} was trained on {len(names)} other classes, not the {len(classes)} "
-                            f"classes of '{splits.source.name}'")
-    if prior.settings["num_classes"] != len(classes):
-        raise FgvcError(f"prior has {prior.settings['num_classes']} classes, the dataset {len(classes)}")
+    names = ckpt.get("classes")
+    if names and list(names) != classes:
+        raise FgvcError(f"image checkpoint was trained on {len(names)} other classes, not the {len(classes)} "
+                        f"classes of '{splits.source.name}'")
+    method.check_classes(classes, splits.source.name)
     device = resolve_device(cfg.train.device)
     model_cfg, model = model_from_checkpoint(ckpt, len(classes), cfg)
     model.to(device)
@@ -148,18 +147,14 @@ def evaluate_with_prior(cfg: Config, image_checkpoint: str | Path, prior: Priors
     image_logits, labels = predict_loader(model, recorder, loader, device, amp=amp, skipped=skipped,
                                           desc=f"{split} (image)", progress=cfg.train.progress)
     index = torch.cat(recorder.indices) if recorder.indices else torch.zeros(0, dtype=torch.long)
-
-    meta, _ = as_index(samples).encode(prior.use, cfg.data.bad_metadata)
-    meta = torch.from_numpy(meta)[index]
-    valid = meta.any(dim=1)
-    combined = combine_with_image(image_logits, prior_logits(prior, meta, device=device), valid)
+    adjusted, missing = method.adjust(image_logits, samples, index, device=device)
     k = cfg.eval.topk
     counts = {"num_images": len(labels) + len(skipped), "skipped": skipped}  # unreadable images, skipped
-    result = {"split": split, "num_samples": len(labels), "missing_metadata": int((~valid).sum()),
+    result = {"split": split, "num_samples": len(labels), "missing_metadata": missing,
               "image": classification_metrics(image_logits, labels, len(classes), k) | counts,
-              "with_prior": classification_metrics(combined, labels, len(classes), k) | counts}
-    log.info("%s: top-1 %.2f image only, %.2f with the prior (%d without metadata)", split,
-             result["image"]["top1"], result["with_prior"]["top1"], result["missing_metadata"])
+              "adjusted": classification_metrics(adjusted, labels, len(classes), k) | counts}
+    log.info("%s: top-1 %.2f image only, %.2f with method.name=%s (%d samples not adjusted)", split,
+             result["image"]["top1"], result["adjusted"]["top1"], cfg.method.name, missing)
     return result
 
 

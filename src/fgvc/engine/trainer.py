@@ -34,7 +34,7 @@ from fgvc.engine.evaluate import evaluate, move
 from fgvc.engine.metrics_log import MetricsLog
 from fgvc.engine.schedule import build_scheduler
 from fgvc.errors import FgvcError
-from fgvc.methods import build_method
+from fgvc.methods import build_method, method_class
 from fgvc.models import build_model
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def build_optimizer(cfg: Config, model: nn.Module, method=None, world_size: int 
     old_params = [p for p in model.parameters() if id(p) not in new]
     groups = [{"params": old_params, "lr": (o.backbone_lr or o.lr) * scale, "name": "backbone"},
               {"params": new_params, "lr": o.lr * scale, "name": "new"}]
-    if hasattr(method, "parameters"):
+    if isinstance(method, nn.Module):
         groups.append({"params": [p for p in method.parameters() if p.requires_grad], "lr": o.lr * scale,
                        "name": "method"})
     groups = [g for g in groups if g["params"]]
@@ -124,6 +124,9 @@ def set_backbone_frozen(model: nn.Module, frozen: bool, bn: str = "eval") -> Non
 
 class Trainer:
     def __init__(self, cfg: Config, splits: Splits | None = None):
+        if not method_class(cfg).trains_model:
+            raise FgvcError(f"method.name={cfg.method.name} trains no image model: its run is "
+                            "fgvc.engine.run.train_and_report (fgvc train)")
         self.cfg = cfg
         self.run_dir = cfg.run_dir
         self.dist = distributed.init_distributed(cfg.train.device)  # one process of torchrun, or alone
@@ -186,7 +189,7 @@ class Trainer:
                 "classes": self.splits.classes, "dataset": self.splits.source.name, "groups": self.groups,
                 "world_size": self.dist.world_size, "rng_ranks": self.dist.gather_object(rng_state()),
                 **self.deployment}
-        if hasattr(self.method, "state_dict"):  # the method's own state (CTC: heads, banks, snapshot)
+        if isinstance(self.method, nn.Module):  # the method's own state (CTC: heads, banks, snapshot)
             ckpt["method"] = self.method.state_dict()
         return ckpt
 
@@ -271,8 +274,8 @@ class Trainer:
         model.train()
         frozen = state.epoch < cfg.schedule.freeze_backbone_epochs
         set_backbone_frozen(model, frozen, cfg.schedule.frozen_backbone_bn)
-        if hasattr(self.method, "on_epoch_start"):  # a method's stages (CTC), also after a resume
-            self.method.on_epoch_start(model, state.epoch, optimizer, self.train_loader)
+        self.method.on_epoch_start(  # a method's stages (CTC), also after a resume
+            model, state.epoch, optimizer, self.train_loader)
         set_epoch(self.train_loader, state.epoch, start=state.position)
         bar = tqdm(total=self.steps_per_epoch, initial=state.step_in_epoch, leave=False, dynamic_ncols=True,
                    desc=f"epoch {state.epoch + 1}/{cfg.schedule.epochs}",
@@ -327,18 +330,12 @@ class Trainer:
                 "skipped_images": state.skipped, "train_samples": state.seen}
 
     def train_step(self, batch: dict) -> tuple[float | dict[str, float], torch.Tensor]:
-        """One iteration: the method's own ``train_step`` (several updates, e.g. PMG's phases) if it has
-        one, else one loss and one update. The schedule advances once per iteration either way.
+        """One iteration: the method's ``train_step`` (one loss and one update, or several, e.g. PMG's
+        phases); the schedule advances once per iteration either way.
 
-        A method's ``train_step`` returns the loss to show, or a dict of named losses whose ``"loss"``
-        is the one to show (the others are logged as ``train_loss_<name>``), and the logits."""
-        custom = getattr(self.method, "train_step", None)
-        if custom is not None:
-            loss, logits = custom(self.train_model, batch, self.update, self.autocast)
-        else:
-            with self.autocast():
-                loss_t, logits = self.method.training_loss(self.train_model, batch)
-            loss = self.update(loss_t)
+        It returns the loss to show, or a dict of named losses whose ``"loss"`` is the one to show (the
+        others are logged as ``train_loss_<name>``), and the logits."""
+        loss, logits = self.method.train_step(self.train_model, batch, self.update, self.autocast)
         self.scheduler.step()
         return loss, logits.detach()
 

@@ -32,15 +32,21 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fgvc.config import Config
 from fgvc.data.loader import make_dataset
 from fgvc.errors import FgvcError
+from fgvc.methods.base import Method
+from fgvc.sections import MethodSection
+
+if TYPE_CHECKING:
+    from fgvc.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +83,42 @@ def init_bank(num_data: int, dim: int) -> torch.Tensor:
     return torch.rand(num_data, dim).mul_(2 * std).add_(-std)
 
 
-class CTC(nn.Module):
+class CTCConfig(MethodSection):
+    """``method.name=ctc`` (defaults: the paper's CIFAR-100 "transferability" setting of the released code)."""
+
+    name: Literal["ctc"] = "ctc"
+    ctc_alpha: float = Field(0.5, ge=0)  # stage 1: CE + alpha * instance discrimination (paper: 0.5 or 0.1)
+    ctc_beta: float = Field(1.0, ge=0)  # stage 2: CE + beta * NCE against the snapshot
+    ctc_instance_temperature: float = Field(0.1, gt=0)  # stage 1 tau (paper: 0.1 or 0.5)
+    ctc_instance_momentum: float = Field(0.9, ge=0, lt=1)  # stage 1 memory-bank momentum
+    ctc_temperature: float = Field(0.1, gt=0)  # stage 2 tau (paper: 0.1 or 0.4)
+    ctc_momentum: float = Field(0.9, ge=0, lt=1)  # stage 2 memory-bank momentum
+    ctc_negatives: int = Field(16384, ge=1)  # K uniform draws per sample (at most N_train - 1)
+    ctc_dim: int = Field(128, ge=1)  # embedding width
+    ctc_switch_epoch: int | None = Field(None, ge=1)  # first stage-2 epoch (0-based); None: 2/3 of schedule.epochs
+    ctc_refresh_bank: bool = True  # at the switch, fill the banks with the snapshot's embeddings
+    ctc_weight_decay_factor: float = Field(2.0, ge=0)  # optim.weight_decay x this in stage 1
+
+    def check(self, cfg: Config) -> None:
+        if cfg.model.fusion.name != "none":
+            raise ValueError("method.name=ctc embeds the pooled backbone feature of an image-only model: set "
+                             "model.head=linear and model.fusion.name=none")
+        if cfg.train.mixup_alpha > 0 or cfg.train.cutmix_alpha > 0:
+            raise ValueError("method.name=ctc contrasts each image with its own memory-bank entry, which a mixed "
+                             "image does not have: set train.mixup_alpha=0 and train.cutmix_alpha=0")
+
+
+class CTC(Method, nn.Module):
     """The method and its state: embedding heads (trained, ``parameters()``), memory banks and the
     NCE constants (buffers), and, from the switch on, the frozen snapshot (a submodule, no gradients).
 
     Built without ``model``/``num_data`` (evaluation, prediction) it holds nothing and only predicts.
+    It calls the model's ``backbone`` and ``head`` itself (no routed forward): under DDP it refuses to
+    run anyway, its banks being per process.
     """
+
+    section = CTCConfig
+    forwards = ()
 
     def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None,
                  num_data: int | None = None):

@@ -21,15 +21,20 @@ image, the erudite head taking the place of PMG's last phase.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from torch.func import functional_call
 
-from fgvc.config import Config
 from fgvc.data.joint import dataset_index
-from fgvc.methods.progressive import Progressive
+from fgvc.methods.base import Method
+from fgvc.methods.progressive import Progressive, ProgressiveConfig
+
+if TYPE_CHECKING:
+    from fgvc.config import Config
 
 
 def joint_loss(outputs: dict, labels: torch.Tensor, groups: list[int], label_smoothing: float = 0.0) -> torch.Tensor:
@@ -60,8 +65,34 @@ def pcgrad(grads: list[list[torch.Tensor]], generator: torch.Generator | None = 
     return [t.reshape(s) for t, s in zip(torch.split(total, [s.numel() for s in shapes]), shapes)]
 
 
-class Erudite:
-    def __init__(self, cfg: Config, num_classes: int):
+class EruditeMethodConfig(ProgressiveConfig):
+    """``method.name=erudite``: L_all on ``model.head=erudite`` (joint data), optionally meta-learned
+    attention. The keys of ``progressive`` apply to Ours_PMG's phases (``model.erudite.multi_stage``)."""
+
+    name: Literal["erudite"] = "erudite"  # type: ignore[assignment]
+    heads: ClassVar[tuple[str, ...]] = ("erudite",)
+    # how the attention parameters learn. maml: stage II with the meta loss (Ours); pcgrad: stage II with
+    # PCGrad over the datasets (Ours_PCGrad); none: with everything else
+    meta: Literal["maml", "pcgrad", "none"] = "maml"
+    meta_lr: float = Field(0.01, gt=0)  # the inner step α of θ' = θ - α ∇θ L_all(meta-train)
+
+    def check(self, cfg: Config) -> None:
+        if cfg.model.erudite.multi_stage and self.augment == "snapmix":
+            raise ValueError("model.erudite.multi_stage (Ours_PMG) takes neither model.erudite.hierarchical nor "
+                             "method.augment=snapmix (its semantic maps need PMG's concatenated classifier)")
+
+
+class Erudite(Method):
+    section = EruditeMethodConfig
+    forwards = ("forward_train", "forward_all")
+
+    @classmethod
+    def unused_parameters(cls, section: EruditeMethodConfig) -> bool:
+        """Its variants (hierarchical, ``data.joint_target=dataset``, Ours_PMG's phases) do not all reach
+        every parameter in each backward pass."""
+        return True
+
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
         self.meta = cfg.method.meta
         self.meta_lr = cfg.method.meta_lr
         self.label_smoothing = cfg.train.label_smoothing

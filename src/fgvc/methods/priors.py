@@ -37,10 +37,12 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from tqdm import tqdm
 
@@ -49,7 +51,13 @@ from fgvc.data.index import as_index
 from fgvc.data.metadata import USES, metadata_dim
 from fgvc.data.records import Sample
 from fgvc.errors import DataError, FgvcError
+from fgvc.methods.base import Method
 from fgvc.models.fusion import LocationEncoder
+from fgvc.sections import MethodSection
+
+if TYPE_CHECKING:
+    from fgvc.config import Config
+    from fgvc.data.records import Splits
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +303,67 @@ def combine_with_image(image_logits: torch.Tensor, prior_logits: torch.Tensor,
     log_image = F.log_softmax(image_logits.float(), dim=1)
     log_prior = F.logsigmoid(prior_logits.float()) * valid.to(log_image.device)[:, None].float()
     return F.log_softmax(log_image + log_prior, dim=1)
+
+
+# --------------------------------------------------------------------------------- the method
+
+
+class PriorsConfig(MethodSection):
+    """``method.name=priors``: the PriorsNet baseline; trains no image model (PriorsNet recipe of the
+    geo_prior code: Adam 5e-4, x0.98 per epoch)."""
+
+    name: Literal["priors"] = "priors"
+    image_checkpoint: str | None = None  # the image-only model (best.pt) combined with the prior at test time
+    priors_epochs: int = Field(EPOCHS, ge=1)
+    priors_batch_size: int = Field(BATCH_SIZE, ge=1)
+    priors_lr: float = Field(LR, gt=0)
+    priors_balance: Literal["class", "instance"] = "class"  # class: at most 100 samples per class per epoch
+
+    def check(self, cfg: Config) -> None:
+        if not (self.image_checkpoint and cfg.data.metadata):
+            raise ValueError("method.name=priors needs method.image_checkpoint (an image-only best.pt) "
+                             "and data.metadata")
+
+
+class Priors(Method):
+    """The run: ``train_priors`` on the training records' metadata, then the image-only checkpoint's
+    predictions multiplied by the prior (``combine_with_image``) on val and test."""
+
+    section = PriorsConfig
+    trains_model = False
+
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
+        self.cfg = cfg
+        self.image_checkpoint = getattr(cfg.method, "image_checkpoint", None)
+        self.prior: PriorsNet | None = None
+
+    def base_checkpoint(self) -> str:
+        return self.image_checkpoint
+
+    def fit(self, splits: Splits, out_dir: str | Path, progress: bool = True) -> dict:
+        cfg, m = self.cfg, self.cfg.method
+        self.prior = train_priors(splits.train, len(splits.classes), tuple(cfg.data.metadata), epochs=m.priors_epochs,
+                                  batch_size=m.priors_batch_size, lr=m.priors_lr, seed=cfg.seed,
+                                  balance=m.priors_balance, classes=splits.classes, progress=progress)
+        save_priors(self.prior, Path(out_dir) / "priors.pt")
+        return {"model": f"PriorsNet + {self.image_checkpoint}", "epochs": m.priors_epochs,
+                "params_m": sum(p.numel() for p in self.prior.parameters()) / 1e6}
+
+    def check_classes(self, classes: Sequence[str], dataset: str) -> None:
+        names = self.prior.classes
+        if names and list(names) != list(classes):
+            raise FgvcError(f"prior was trained on {len(names)} other classes, not the {len(classes)} "
+                            f"classes of '{dataset}'")
+        if self.prior.settings["num_classes"] != len(classes):
+            raise FgvcError(f"prior has {self.prior.settings['num_classes']} classes, the dataset {len(classes)}")
+
+    def adjust(self, image_logits: torch.Tensor, samples: Sequence[Sample], index: torch.Tensor,
+               device: torch.device | str = "cpu") -> tuple[torch.Tensor, int]:
+        """Samples without the metadata the prior reads keep the image prediction."""
+        meta, _ = as_index(samples).encode(self.prior.use, self.cfg.data.bad_metadata)
+        meta = torch.from_numpy(meta)[index]
+        valid = meta.any(dim=1)
+        return combine_with_image(image_logits, prior_logits(self.prior, meta, device=device), valid), int((~valid).sum())
 
 
 # ------------------------------------------------------------------------------ GeoNet-style recipe

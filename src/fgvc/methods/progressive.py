@@ -22,19 +22,52 @@ mosaic order drawn as they draw it. The step reports each phase's plain cross-en
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
+from pydantic import Field
 from torch import nn
 
-from fgvc.config import Config
 from fgvc.data.mixing import box_share, jigsaw, paste_box, random_box, recursive_mosaic
+from fgvc.methods.base import Method
+from fgvc.sections import MethodSection
+
+if TYPE_CHECKING:
+    from fgvc.config import Config
 
 
-class Progressive:
-    def __init__(self, cfg: Config, num_classes: int):
+class ProgressiveConfig(MethodSection):
+    """``method.name=progressive``: PMG / RMG-PMSI phases on ``model.head=multi_stage``."""
+
+    name: Literal["progressive"] = "progressive"
+    heads: ClassVar[tuple[str, ...]] = ("multi_stage",)
+    # what stage n's phase sees. rmg: recursive mosaic r = S-n+1 (the R of RMG-PMSI); jigsaw: PMG's
+    # 2^(S-n+1) x 2^(S-n+1) jigsaw; cutmix / mixup / snapmix: a fresh mix per phase (Table IV); none: the
+    # original image
+    augment: Literal["rmg", "jigsaw", "cutmix", "mixup", "snapmix", "none"] = "rmg"
+    # rmg / jigsaw: per_image = a fresh uniform patch order for every image; release = one order for the
+    # whole batch, drawn as both released generators draw it (every patch moves)
+    patch_order: Literal["per_image", "release"] = "per_image"
+    concat_loss_weight: float = Field(1.0, gt=0)  # the last (whole-image) phase's loss x this (releases: 2)
+    mix_alpha: float = Field(1.0, gt=0)  # with cutmix / mixup / snapmix: Beta(alpha, alpha)
+    # True = one backward and optimiser step per phase (the P of RMG-PMSI); False = the phases' losses
+    # summed into one step
+    phases: bool = True
+
+
+class Progressive(Method):
+    section = ProgressiveConfig
+    forwards = ("forward_all",)
+
+    @classmethod
+    def unused_parameters(cls, section: ProgressiveConfig) -> bool:
+        """With ``method.phases`` phase n back-propagates stage n's classifier alone."""
+        return section.phases
+
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
         m = cfg.method
         self.augment = m.augment
         self.phases = m.phases

@@ -8,17 +8,31 @@ weight as the images, as the Dynamic MLP authors' ``mixup`` does (timm pairs sam
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from torch import nn
 
-from fgvc.config import Config
+from fgvc.methods.base import Method
+from fgvc.sections import MethodSection
+
+if TYPE_CHECKING:
+    from fgvc.config import Config
 
 
-class Supervised:
-    def __init__(self, cfg: Config, num_classes: int):
+class SupervisedConfig(MethodSection):
+    """``method.name=supervised`` (the default): no keys of its own (``train.*`` sets the loss and mixing)."""
+
+    name: Literal["supervised"] = "supervised"
+
+
+class Supervised(Method):
+    section = SupervisedConfig
+
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
         t = cfg.train
         self.label_smoothing = t.label_smoothing
         self.mixup = None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
-from fgvc.config import Config, build_config
 from fgvc.data.metadata import metadata_dim
 from fgvc.errors import ConfigError
 from fgvc.models.backbones import Backbone
@@ -12,6 +13,9 @@ from fgvc.models.erudite import EruditeMultiStageNet, EruditeNet
 from fgvc.models.fusion import FusionClassifier, build_fusion_head
 from fgvc.models.heads import ImageClassifier
 from fgvc.models.pmsi import MultiStageNet
+
+if TYPE_CHECKING:
+    from fgvc.config import Config
 
 
 def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
@@ -45,12 +49,3 @@ def build_model(cfg: Config, num_classes: int, load_pretrained: bool = True,
     head = build_fusion_head(cfg.model.fusion, backbone.num_features, metadata_dim(cfg.data.metadata), num_classes)
     return FusionClassifier(backbone, head)
 
-
-def model_from_checkpoint(ckpt: dict, num_classes: int, cfg: Config | None = None) -> tuple[Config, nn.Module]:
-    """Rebuild the model a checkpoint was trained as — from its own config, else ``cfg`` — with its weights."""
-    model_cfg = build_config(ckpt["config"]) if ckpt.get("config") else cfg
-    if model_cfg is None:
-        raise ValueError("the checkpoint holds no config: pass the one it was trained with")
-    model = build_model(model_cfg, num_classes, load_pretrained=False, groups=ckpt.get("groups"))
-    model.load_state_dict(ckpt["model"])
-    return model_cfg, model

@@ -4,26 +4,31 @@ Dynamic MLP (Yang et al., "Dynamic MLP for Fine-Grained Image Classification by 
 and Temporal Information", CVPR 2022) turns the metadata embedding z_e into per-sample projection
 matrices that act on the image feature z_i (docs/methods/dynamic_mlp.md). Module and parameter names
 follow the authors' release (``loc_net``, ``loc_att``, ``conv1``, ``conv2.<i>.dynamic_conv.conv11`` ...)
-and are registered in their order, so converting their checkpoint (``fgvc.models.convert``) is a plain
+and are registered in their order, so converting their checkpoint (``fgvc.deploy.convert``) is a plain
 key mapping.
 
 Every fusion head has one interface, ``head(img_feat [B, D], meta [B, meta_in]) -> logits`` where ``meta``
 is the raw encoded metadata (``fgvc.data.metadata.encode_metadata``: 6, 4 or 2 values) and each head owns
-its ``LocationEncoder``. ``build_fusion_head`` maps ``model.fusion`` to one of them.
+its ``LocationEncoder``. ``FUSIONS`` names them: one entry per value of ``model.fusion.name`` (the
+config's allowed values are its keys), and ``build_fusion_head`` builds the one ``model.fusion`` names.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import pairwise
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from fgvc.config import FUSION_NAMES, FusionConfig
 from fgvc.errors import ConfigError
+from fgvc.sections import Section
 
 VARIANTS = ("a", "b", "c")
 CAT_INPUTS = ("both", "image", "weight")
@@ -383,19 +388,74 @@ def _size(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _head(name: str, fcfg: FusionConfig, img_dim: int, meta_in: int, num_classes: int,
-          extra: int = 0) -> nn.Module:
-    loc_net = LocationEncoder(meta_in, fcfg.loc_width, fcfg.d, fcfg.loc_res_layers, fcfg.loc_dropout)
-    if name == "dynamic_mlp" or name.startswith("same_"):
-        combine = "matmul" if name == "dynamic_mlp" else name.removeprefix("same_")
+@dataclass(frozen=True)
+class Fusion:
+    """One value of ``model.fusion.name``: ``build(fcfg, loc_net, img_dim, num_classes, extra)`` returns
+    the head around ``loc_net`` (the head's own ``LocationEncoder``); ``extra`` is the parameter count
+    of a ``ResidualMLP`` to add (``model.fusion.compensated``, only where ``compensable``).
+    ``dynamic``: the head reads ``model.fusion.variant`` and ``cat_input``."""
+
+    build: Callable[..., nn.Module]
+    compensable: bool = False
+    dynamic: bool = False
+
+
+def _dynamic(combine: str) -> Fusion:
+    def build(fcfg, loc_net, img_dim, num_classes, extra):
         fusion = DynamicMLP(img_dim, fcfg.d, fcfg.d, fcfg.h, fcfg.n, fcfg.variant, fcfg.cat_input, combine)
         return FusionHead(loc_net, fusion, img_dim, num_classes)
-    if name.startswith("attn_"):
-        query = {"attn_img_q": "image", "attn_meta_q": "meta", "attn_cat": "cat"}[name]
-        return FusionHead(loc_net, AttentionFusion(img_dim, fcfg.d, fcfg.d, query), img_dim, num_classes)
-    if name == "concat":
-        return ConcatHead(loc_net, img_dim, num_classes, extra)
-    return LateFusionHead(loc_net, img_dim, num_classes, name, extra)
+
+    return Fusion(build, dynamic=True)
+
+
+def _attention(query: str) -> Fusion:
+    return Fusion(lambda fcfg, loc_net, img_dim, num_classes, extra: FusionHead(
+        loc_net, AttentionFusion(img_dim, fcfg.d, fcfg.d, query), img_dim, num_classes))
+
+
+def _late(mode: str) -> Fusion:
+    return Fusion(lambda fcfg, loc_net, img_dim, num_classes, extra: LateFusionHead(
+        loc_net, img_dim, num_classes, mode, extra), compensable=True)
+
+
+# A fusion variant is one entry here; "none" (the image-only model) is not a fusion head.
+FUSIONS: dict[str, Fusion] = {
+    "concat": Fusion(lambda fcfg, loc_net, img_dim, num_classes, extra: ConcatHead(
+        loc_net, img_dim, num_classes, extra), compensable=True),
+    "add": _late("add"),  # logits added
+    "mul": _late("mul"),  # probabilities multiplied (EnsembleNet)
+    "dynamic_mlp": _dynamic("matmul"),
+    # Table S5: Dynamic MLP's structure with the projection replaced by concatenation / addition / product
+    "same_concat": _dynamic("concat"),
+    "same_add": _dynamic("add"),
+    "same_mul": _dynamic("mul"),
+    # attention fusion, the query from the image, the metadata, or both
+    "attn_img_q": _attention("image"),
+    "attn_meta_q": _attention("meta"),
+    "attn_cat": _attention("cat"),
+}
+FUSION_NAMES = ("none", *FUSIONS)
+
+
+class FusionConfig(Section):
+    """How geo-temporal metadata joins the image feature (Dynamic MLP paper and its baselines)."""
+
+    name: Literal[FUSION_NAMES] = "none"  # type: ignore[valid-type]  # none = image-only
+    compensated: bool = False  # concat/add/mul with extra MLP layers matching Dynamic MLP's size
+    variant: Literal["a", "b", "c"] = "c"  # Dynamic MLP variant
+    d: int = Field(256, ge=1)  # Dynamic MLP reduced width (and the location encoder's output)
+    h: int = Field(64, ge=1)  # Dynamic MLP hidden width of the recursive blocks
+    n: int = Field(2, ge=1)  # Dynamic MLP recursions
+    cat_input: Literal["both", "image", "weight"] = "both"  # variant C: branches fed cat(x, z_e) (Table 5)
+    loc_width: int = Field(256, ge=1)  # location encoder width
+    loc_res_layers: int = Field(4, ge=0)  # location encoder residual layers
+    loc_dropout: float = Field(0.5, ge=0, lt=1)
+
+
+def _head(name: str, fcfg: FusionConfig, img_dim: int, meta_in: int, num_classes: int,
+          extra: int = 0) -> nn.Module:
+    loc_net = LocationEncoder(meta_in, fcfg.loc_width, fcfg.d, fcfg.loc_res_layers, fcfg.loc_dropout)  # built first
+    return FUSIONS[name].build(fcfg, loc_net, img_dim, num_classes, extra)
 
 
 def build_fusion_head(fcfg: FusionConfig, img_dim: int, meta_in: int, num_classes: int) -> nn.Module:
@@ -410,16 +470,17 @@ def build_fusion_head(fcfg: FusionConfig, img_dim: int, meta_in: int, num_classe
     name = fcfg.name
     if name == "none":
         raise ConfigError("model.fusion.name=none is the image-only model: it has no fusion head")
-    if name not in FUSION_NAMES:
+    if name not in FUSIONS:
         raise ConfigError(f"model.fusion.name={name} is not a known fusion (one of {', '.join(FUSION_NAMES)})")
     if meta_in < 1:
         raise ConfigError(f"model.fusion.name={name} reads metadata but the input has {meta_in} values: "
                           "set data.metadata (e.g. [geo, temporal])")
-    if fcfg.compensated and name not in ("concat", "add", "mul"):
-        raise ConfigError(f"model.fusion.compensated applies to concat, add and mul, not {name}")
-    dynamic = name == "dynamic_mlp" or name.startswith("same_")
-    if not dynamic and (fcfg.variant != "c" or fcfg.cat_input != "both"):
-        raise ConfigError(f"model.fusion.variant/cat_input apply to dynamic_mlp and same_*, not {name} "
+    if fcfg.compensated and not FUSIONS[name].compensable:
+        compensable = ", ".join(n for n, f in FUSIONS.items() if f.compensable)
+        raise ConfigError(f"model.fusion.compensated applies to {compensable}, not {name}")
+    if not FUSIONS[name].dynamic and (fcfg.variant != "c" or fcfg.cat_input != "both"):
+        dynamic = ", ".join(n for n, f in FUSIONS.items() if f.dynamic)
+        raise ConfigError(f"model.fusion.variant/cat_input apply to {dynamic}, not {name} "
                           f"(got variant={fcfg.variant}, cat_input={fcfg.cat_input})")
     try:
         extra = 0

@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from fgvc.checkpoint import save_atomic
-from fgvc.config import FusionConfig, build_config
+from fgvc.config import build_config
 from fgvc.errors import FgvcError
 from fgvc.models import build_model
+from fgvc.models.fusion import FusionConfig
 
 BACKBONE_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
 HEAD_PREFIXES = ("loc_net.", "loc_att.", "fc.")
