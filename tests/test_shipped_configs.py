@@ -4,10 +4,10 @@ The models are built at their real sizes on PyTorch's ``meta`` device: shapes wi
 weights, so a ResNet-101 + Dynamic MLP or a Swin-B costs no RAM, and a config whose architecture
 cannot be built, or whose network cannot take its own image size and metadata, fails here.
 
-What keeps ~200 configs within seconds: on ``meta`` every value is absent, so weight initialisation
-is skipped, each distinct backbone is built once, and a forward depends only on the architecture and
-the input's shape — it runs once per distinct (architecture, metadata, image size, datasets, method). Every
-config still builds its own model and method.
+What keeps it to a few seconds per hundred configs: on ``meta`` every value is absent, so weight
+initialisation is skipped, each distinct backbone is built once, and a forward depends only on the
+architecture and the input's shape — it runs once per distinct (architecture, metadata, image size,
+datasets, method). Every config still builds its own model and method.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from fgvc.methods import build_method
 from fgvc.methods.priors import PriorsNet
 from fgvc.models import backbones, build_model
 
-CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if not p.name.startswith("_"))
+CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml")
+                 if not p.name.startswith("_"))
 CLASSES_PER_DATASET = 7
 BATCH = 2
 
 
 def _by_shape(method):
-    """``method`` memoised on its tensor arguments' shapes (exact for meta tensors, which hold nothing else)."""
+    """``method`` memoised on its tensor arguments' shapes (exact on meta: tensors hold nothing else)."""
     cache = {}
 
     def key(value):
@@ -47,7 +48,8 @@ def _by_shape(method):
 
 
 @functools.cache
-def _meta_backbone(name: str, pretrained, drop_path_rate: float = 0.0, announce: bool = True) -> backbones.Backbone:
+def _meta_backbone(name: str, pretrained, drop_path_rate: float = 0.0,
+                   announce: bool = True) -> backbones.Backbone:
     with torch.device("meta"):
         backbone = _REAL_BACKBONE(name, None, drop_path_rate, announce=False)
     for method in ("forward", "forward_features", "forward_intermediates"):
@@ -59,7 +61,8 @@ def _meta_backbone(name: str, pretrained, drop_path_rate: float = 0.0, announce:
 _REAL_BACKBONE = backbones.Backbone
 
 
-_INIT = ("normal_", "uniform_", "erfinv_", "mul_", "add_", "clamp_", "fill_", "zero_")  # what initialisers call
+# the tensor methods weight initialisers call
+_INIT = ("normal_", "uniform_", "erfinv_", "mul_", "add_", "clamp_", "fill_", "zero_")
 
 
 def _skip_on_meta(method):

@@ -152,8 +152,8 @@ def test_ensemble_of_two_different_checkpoints_is_their_average_by_hand(trained,
 
     for noise in (0.1, 0.2, 0.3, 0.5, 1.0):
         ckpt, g = load_checkpoint(best), torch.Generator().manual_seed(0)
-        ckpt["model"] = {k: v + noise * v.abs().mean() * torch.randn(v.shape, generator=g) if v.is_floating_point()
-                         else v for k, v in ckpt["model"].items()}
+        ckpt["model"] = {k: v + noise * v.abs().mean() * torch.randn(v.shape, generator=g)
+                         if v.is_floating_point() else v for k, v in ckpt["model"].items()}
         save_atomic(ckpt, other)
         logits_b, labels_b = predict_split(cfg, other)
         if top1(logits_a) != top1(logits_b):
