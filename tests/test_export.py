@@ -112,18 +112,33 @@ def test_parity_failure_is_an_error(image_only, tmp_path):
         check_parity(out, other.eval(), example_inputs(cfg, 3, 32), ["image"], len(CLASSES))
 
 
-def test_latency_prints_both_engines(image_only, tmp_path, capsys):
+def test_latency_rows_per_size_threads_and_engine(image_only, tmp_path, capsys):
+    """The table's structure (no timing is asserted: speed is measured in benchmarks/)."""
     report, threads = tmp_path / "latency.json", torch.get_num_threads()
     assert main(["-q", "benchmark", "latency", "--checkpoint", image_only, "--runs", "2", "--sizes", "32",
-                 "--warmup", "1", "--threads", "1", "--json", str(report)]) == 0
+                 "--warmup", "1", "--threads", "1", "2", "--quantize", "dynamic", "--json", str(report)]) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "32" in line]
-    assert len(rows) == 2 and "PyTorch eager" in rows[0] and "ONNX Runtime" in rows[1]
-    assert "1 thread(s)" in out and "median / p90 of 2 runs" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "| 32 |" in line]
+    assert len(rows) == 6 and "PyTorch eager" in rows[0] and "ONNX Runtime FP32" in rows[1]
+    assert "ONNX Runtime INT8 (dynamic)" in rows[2]
+    assert "1/2 thread(s)" in out and "median / p90 of 2 runs" in out and "x smaller than FP32" in out
     result = json.loads(report.read_text())
-    assert [r["size"] for r in result["rows"]] == [32, 32] and result["threads"] == 1
-    assert all(r["median ms"] > 0 and r["p90 ms"] >= r["median ms"] for r in result["rows"])
+    assert [(r["size"], r["threads"]) for r in result["rows"]] == [(32, 1)] * 3 + [(32, 2)] * 3
+    assert all(r["median ms"] > 0 and r["p90 ms"] >= r["median ms"] and r["runs"] == 2
+               for r in result["rows"])
+    assert result["threads"] == [1, 2] and result["quantization"]["32"]["mode"] == "dynamic"
+    sizes = {r["engine"]: r["model MB"] for r in result["rows"]}
+    assert sizes["ONNX Runtime INT8 (dynamic)"] < sizes["ONNX Runtime FP32"]
+    assert all(r["speed-up"].endswith("x") for r in result["rows"])
+    assert result["rows"][1]["vs ORT FP32"] == "1.00x"
     assert torch.get_num_threads() == threads  # PyTorch's setting restored
+
+
+def test_latency_sizes_default_to_the_models_and_224(image_only, tmp_path):
+    from fgvc.analysis.latency import measure_latency
+
+    result = measure_latency(image_only, runs=1, warmup=0, threads=[1], quantize=None)
+    assert [r["size"] for r in result["rows"]] == [32, 32, 224, 224]
 
 
 def test_unsupported_format_is_one_line(image_only, capsys):

@@ -176,3 +176,43 @@ def test_damaged_folders_are_one_line_errors(trained_runs, tmp_path):
         read_folder(folder)
     with pytest.raises(FgvcError, match="not an fgvc model folder"):
         read_folder(tmp_path)
+
+
+def test_cli_export_hub_then_push(trained_runs, tmp_path, transport, capsys):
+    """``fgvc export --format hub`` and ``fgvc push``, up to the HTTP transport (mocked: nothing leaves the
+    machine); the upload's requests carry the token and the commit carries the three files."""
+    from fgvc.cli import main
+
+    _, checkpoint = trained_runs["image_only"]
+    folder = tmp_path / "birds"
+    assert main(["-q", "export", "--checkpoint", str(checkpoint), "--format", "hub",
+                 "--out", str(folder)]) == 0
+    assert f"fgvc push {folder} OWNER/NAME" in capsys.readouterr().out
+
+    def hub(request):
+        if request.url.path == "/api/repos/create":
+            return httpx.Response(200, json={"url": "https://huggingface.co/alice/birds"})
+        if request.url.path.endswith("/preupload/main"):
+            files = json.loads(request.content)["files"]
+            return httpx.Response(200, json={"files": [{"path": f["path"], "uploadMode": "regular",
+                                                        "shouldIgnore": False} for f in files]})
+        if request.url.path.endswith("/commit/main"):
+            return httpx.Response(200, json={"commitUrl": "https://huggingface.co/alice/birds/commit/2",
+                                             "commitOid": "2" * 40})
+        return httpx.Response(200, json={})
+
+    transport["handler"] = hub
+    assert main(["-q", "push", str(folder), "hf://alice/birds", "--token", "hf_cli_token"]) == 0
+    assert "https://huggingface.co/alice/birds/commit/2" in capsys.readouterr().out
+    [commit] = [r for r in transport["requests"] if r.url.path == "/api/models/alice/birds/commit/main"]
+    assert commit.headers.get("authorization") == "Bearer hf_cli_token"
+    assert {json.loads(line)["value"]["path"] for line in commit.content.decode().splitlines()[1:]} == {
+        WEIGHTS, CONFIG, CARD}
+
+
+def test_cli_export_hub_refuses_onnx_options(trained_runs, tmp_path, capsys):
+    from fgvc.cli import main
+
+    _, checkpoint = trained_runs["image_only"]
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "hub", "--quantize", "int8"]) == 2
+    assert "--quantize, --image-size, --set and --keep-fp32 are for --format onnx" in capsys.readouterr().err

@@ -3,7 +3,8 @@
 Every ``import`` of an ``fgvc`` module counts, at module level or inside a function (a late import
 would hide a cycle, not remove it), except under ``if TYPE_CHECKING:``, which never runs. Late
 imports of ``fgvc`` modules are allowed only in the command line, where they keep ``fgvc --help``
-fast. ``python tests/test_import_graph.py`` prints the graph between the top-level parts.
+fast, and in the package root, whose ``fgvc.load`` keeps ``import fgvc`` light.
+``python tests/test_import_graph.py`` prints the graph between the top-level parts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "fgvc"
 LAZY_ALLOWED = ("fgvc.cli",)  # the command line imports each command's code only when it runs
+LAZY_ROOT = "fgvc"  # the package root: fgvc.load imports the model code when called
 
 
 def module_name(path: Path) -> str:
@@ -127,7 +129,7 @@ def test_no_import_cycle_between_parts():
 
 def test_late_imports_only_where_they_keep_the_command_line_fast():
     _, late = graph()
-    assert {m: t for m, t in late.items() if not m.startswith(LAZY_ALLOWED)} == {}
+    assert {m: t for m, t in late.items() if not m.startswith(LAZY_ALLOWED) and m != LAZY_ROOT} == {}
 
 
 def test_cycle_finder_finds_a_cycle():

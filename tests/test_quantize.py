@@ -123,3 +123,30 @@ def test_static_without_training_data_is_one_clear_error(trained_runs, tmp_path)
     with pytest.raises(FgvcError, match="static INT8 calibrates on the model's training images"):
         export_quantized(checkpoint, tmp_path / "int8.onnx", overrides=[f"data.root={tmp_path / 'gone'}"])
     assert not (tmp_path / "int8.onnx").exists()
+
+
+def test_cli_export_quantize_prints_what_it_measured(trained_runs, tmp_path, capsys):
+    from fgvc.cli import main
+
+    _, checkpoint = trained_runs["fusion"]
+    out = tmp_path / "model.int8.onnx"
+    assert main(["-q", "export", "--checkpoint", str(checkpoint), "--quantize", "int8", "--calibration", "16",
+                 "--seed", "1", "--out", str(out), "--keep-fp32", str(tmp_path / "model.onnx")]) == 0
+    printed = capsys.readouterr().out
+    q = read_export_info(out)["quantization"]
+    v = q["validation"]
+    assert f"calibrated on 16 training images (seed 1)" in printed and (tmp_path / "model.onnx").is_file()
+    assert f"top-1 FP32 {v['fp32_top1']:.2f}, 8-bit {v['int8_top1']:.2f}" in printed
+    assert f"{q['bytes']['fp32'] / q['bytes']['int8']:.2f}x smaller" in printed
+
+
+def test_latency_has_the_static_int8_row(trained_runs):
+    from fgvc.analysis.latency import measure_latency
+
+    _, checkpoint = trained_runs["image_only"]
+    result = measure_latency(checkpoint, sizes=[32], runs=1, warmup=0, threads=[1], calibration=8)
+    assert [r["engine"] for r in result["rows"]] == ["PyTorch eager (no_grad)", "ONNX Runtime FP32",
+                                                     "ONNX Runtime INT8 (static QDQ)"]
+    q = result["quantization"][32]
+    assert q["mode"] == "int8 static" and q["calibration_images"] == 8
+    assert result["rows"][2]["model MB"] < result["rows"][1]["model MB"]

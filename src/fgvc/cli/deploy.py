@@ -1,4 +1,5 @@
-"""`fgvc predict`, `fgvc serve`, `fgvc export`, `fgvc benchmark latency` and `fgvc import-checkpoint`."""
+"""`fgvc predict`, `fgvc serve`, `fgvc export`, `fgvc push`, `fgvc benchmark latency` and
+`fgvc import-checkpoint`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 from fgvc.cli.common import add_out
 from fgvc.errors import FgvcError
+
+MODEL_HELP = ("an fgvc checkpoint (best.pt, last.pt or imported), a folder from `fgvc export --format hub`, "
+              "hf://owner/name (through the Hugging Face cache), or an .onnx file from `fgvc export`")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "status is 1 only when no image could be read.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, folders or quoted globs")
-    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint (best.pt, last.pt or imported)")
+    p.add_argument("--checkpoint", required=True, metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--manifest", metavar="FILE", help="CSV (header path[,lat,lon,date]) or JSONL of images to "
                    "predict; relative paths are relative to the file")
     p.add_argument("--out", metavar="FILE", help="results.csv, results.jsonl or results.json (resumable)")
@@ -54,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "image; form fields lat, lon, date, topk, ignore_location, ignore_date, compare), "
                        "GET /v1/model, GET /healthz, OpenAPI docs at /docs. Binds 127.0.0.1 unless --host "
                        "says otherwise.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint (best.pt, last.pt or imported)")
+    p.add_argument("--checkpoint", required=True, metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--prior", metavar="RUN", help="a PriorsNet run folder (or its checkpoints/priors.pt)")
     p.add_argument("--species-list", metavar="FILE", help="allow only these classes (class names, common names "
                    "or genera, one per line)")
@@ -68,31 +72,80 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("export", help="a checkpoint as an ONNX file, checked against PyTorch, with class names",
-                       description="Export to ONNX (input image [B,3,S,S], plus meta [B,D] for metadata "
-                       "models; output logits), check ONNX Runtime against PyTorch on a random batch, and "
-                       "write the class names and preprocessing into the file's metadata_props and OUT.json.")
-    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint (best.pt, last.pt or imported)")
-    p.add_argument("--format", default="onnx", help="only onnx (default)")
-    add_out(p, "the .onnx file to write (default: the checkpoint's path with .onnx)")
-    p.add_argument("--image-size", type=int, help="side S of the input image (default: the checkpoint's "
-                   "data.image_size)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p = sub.add_parser("export", help="a checkpoint as an ONNX file (FP32 or INT8) or as a hub folder",
+                       description="--format onnx: export (input image [B,3,S,S], plus meta [B,D] for "
+                       "metadata models; output logits), check ONNX Runtime against PyTorch on a random "
+                       "batch, and write the class names and preprocessing into the file's metadata_props "
+                       "and OUT.json. "
+                       "--quantize int8 then quantises it statically (QDQ, int8 per-channel weights, uint8 "
+                       "activations calibrated on --calibration training images drawn with --seed, read "
+                       "through the model's evaluation transform; never test images) and writes the FP32 and "
+                       "INT8 top-1 on the validation split and their top-1 agreement into the file; "
+                       "--quantize dynamic needs no images. --format hub: a folder with model.safetensors, "
+                       "config.json and a README.md model card (figures from the run's report.json) that "
+                       "fgvc.load(), predict, evaluate and serve read, and `fgvc push` uploads.")
+    p.add_argument("--checkpoint", required=True, metavar="MODEL", help="an fgvc checkpoint, a hub folder or "
+                   "hf://owner/name")
+    p.add_argument("--format", default="onnx", help="onnx (default) or hub")
+    add_out(p, "the .onnx file (default: the checkpoint's path with .onnx, .int8.onnx or .dynamic.onnx) or "
+            "the hub folder (default: the checkpoint's path without .pt, plus -hub)")
+    p.add_argument("--quantize", choices=["int8", "dynamic"], help="onnx: 8-bit weights and activations")
+    p.add_argument("--calibration", type=int, default=256, metavar="N", help="--quantize int8: training "
+                   "images that calibrate the activation ranges (default: 256)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="--quantize int8: the draw of the calibration images (default: 0)")
+    p.add_argument("--keep-fp32", metavar="PATH", help="--quantize: also keep the FP32 file it starts from")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="--quantize: change the checkpoint's config for reading its data, e.g. "
+                   "--set data.root=/data/CUB_200_2011 when the images moved since training (repeatable)")
+    p.add_argument("--image-size", type=int, help="onnx: side S of the input image (default: the "
+                   "checkpoint's data.image_size)")
+    p.add_argument("--opset", type=int, default=17, help="onnx: ONNX opset (default: 17)")
+    p.add_argument("--report", metavar="REPORT_JSON", help="hub: the run's report.json for the model card "
+                   "(default: the one in the checkpoint's run folder)")
     p.set_defaults(func=cmd_export)
 
-    bench = sub.add_parser("benchmark", help="speed: batch-1 latency, PyTorch vs ONNX Runtime on the CPU")
+    p = sub.add_parser("push", help="upload a hub folder to the Hugging Face Hub",
+                       description="Upload FOLDER (written by `fgvc export --format hub`: model.safetensors, "
+                       "config.json, README.md) to the model repository REPO_ID (owner/name), created if "
+                       "absent; the card's examples are made to name REPO_ID. Needs huggingface_hub and a "
+                       "token with write access (--token, HF_TOKEN or `hf auth login`). The project's tests "
+                       "run it up to the HTTP requests, against a mocked transport: no test talks to the "
+                       "live Hub.")
+    p.add_argument("folder", metavar="FOLDER", help="a folder written by `fgvc export --format hub`")
+    p.add_argument("repo_id", metavar="REPO_ID", help="owner/name (or hf://owner/name)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--message", help="the commit message (default: fgvc VERSION: model, config and card)")
+    p.add_argument("--token", help="a Hugging Face token (default: HF_TOKEN or the one `hf auth login` "
+                   "saved)")
+    p.set_defaults(func=cmd_push)
+
+    bench = sub.add_parser("benchmark", help="speed: batch-1 latency, PyTorch vs ONNX Runtime FP32 and INT8")
     bench_sub = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK")
-    p = bench_sub.add_parser("latency", help="batch-1 CPU latency of a checkpoint: PyTorch vs ONNX Runtime",
-                             description="Per image size: warm-up runs, then the median and 90th percentile "
-                             "of --runs timed batch-1 forwards, PyTorch eager (eval) and ONNX Runtime "
-                             "(CPUExecutionProvider, the file `fgvc export` writes), with the same threads.")
-    p.add_argument("--checkpoint", required=True, help="an fgvc checkpoint")
-    p.add_argument("--sizes", type=int, nargs="+", default=[448, 224],
-                   help="input sizes in pixels (default: 448 224, as in the RMG-PMSI paper)")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per engine and size (default: 50)")
+    p = bench_sub.add_parser("latency", help="batch-1 CPU latency of a checkpoint: PyTorch, ONNX Runtime "
+                             "FP32 and INT8, per thread count",
+                             description="Per image size and thread count: warm-up runs, then --runs rounds "
+                             "in which PyTorch eager (eval), ONNX Runtime FP32 (CPUExecutionProvider, the "
+                             "file `fgvc export` writes) and ONNX Runtime on its 8-bit file (`fgvc export "
+                             "--quantize`) each time one batch-1 forward, taking turns; the median and 90th "
+                             "percentile of each, the speed-ups and the model sizes. Static INT8 calibrates "
+                             "on training images of the checkpoint's dataset (--set data.root=... when it "
+                             "moved; --quantize dynamic or none without data).")
+    p.add_argument("--checkpoint", required=True, metavar="MODEL", help="an fgvc checkpoint, a hub folder or "
+                   "hf://owner/name")
+    p.add_argument("--sizes", type=int, nargs="+", help="input sizes in pixels (default: the model's "
+                   "data.image_size and 224)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts, each "
+                   "given to every engine (default: 1 2)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per engine, size and thread count "
+                   "(default: 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
-    p.add_argument("--threads", type=int, help="intra-op threads for both engines (default: torch's, "
-                   "the physical cores)")
+    p.add_argument("--quantize", default="int8", choices=["int8", "dynamic", "none"],
+                   help="the 8-bit row: static INT8 (QDQ), dynamic, or none (default: int8)")
+    p.add_argument("--calibration", type=int, default=64, metavar="N",
+                   help="static INT8: training images that calibrate it (default: 64)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change the checkpoint's config for reading its data, e.g. --set data.root=PATH")
     p.add_argument("--inference-mode", action="store_true",
                    help="PyTorch under torch.inference_mode instead of no_grad")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
@@ -217,21 +270,73 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.format != "onnx":
-        raise FgvcError(f"--format {args.format}: not supported; fgvc exports onnx (ONNX Runtime, "
-                        "TensorRT and OpenVINO read it)")
+    if args.format not in ("onnx", "hub"):
+        raise FgvcError(f"--format {args.format}: not supported; fgvc exports onnx (ONNX Runtime, TensorRT "
+                        "and OpenVINO read it; --quantize for 8 bits) or hub (safetensors, config.json, "
+                        "model card)")
+    if args.format == "hub":
+        return _export_hub(args)
     from fgvc.deploy.export import export_onnx, read_export_info, sidecar_path
 
-    out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
-    path = export_onnx(args.checkpoint, out, image_size=args.image_size, opset=args.opset)
+    if args.quantize is None and (args.overrides or args.keep_fp32):
+        raise FgvcError("--set and --keep-fp32 go with --quantize")
+    stem = Path(args.checkpoint.rstrip("/")).with_suffix("")
+    out = args.out or f"{stem}{'.' + args.quantize if args.quantize else ''}.onnx"
+    if args.quantize:
+        from fgvc.deploy.quantize import export_quantized
+
+        path = export_quantized(args.checkpoint, out, mode=args.quantize, calibration=args.calibration,
+                                image_size=args.image_size, overrides=args.overrides, seed=args.seed,
+                                keep_fp32=args.keep_fp32, opset=args.opset)
+    else:
+        path = export_onnx(args.checkpoint, out, image_size=args.image_size, opset=args.opset)
     info = read_export_info(path)
     parity, inputs = info["parity"], info["inputs"]
     shapes = ", ".join(f"{name} {spec['shape']}" for name, spec in inputs.items())
     print(f"{path}: ONNX opset {info['export']['opset']}, inputs {shapes}, {len(info['classes'])} classes")
-    print(f"parity vs PyTorch on a random batch of {parity['batch']}: max |logit diff| "
+    print(f"FP32 parity vs PyTorch on a random batch of {parity['batch']}: max |logit diff| "
           f"{parity['max_abs_diff']:.1e} (tolerance {parity['tolerance']:.0e}), top-1 identical "
           f"{parity['top1_agree']}")
+    if "quantization" in info:
+        _print_quantization(info["quantization"])
     print(f"class names and preprocessing: the file's metadata_props and {sidecar_path(path)}")
+    return 0
+
+
+def _print_quantization(q: dict) -> None:
+    size = q["bytes"]
+    calibration = q.get("calibration")
+    print(f"{q['mode']} ({q['format']}): weights {q['weights']}, activations {q['activations']}"
+          + (f"; calibrated on {calibration['images']} training images (seed {calibration['seed']})"
+             if calibration else ""))
+    print(f"size {size['int8'] / 2**20:.2f} MiB vs FP32 {size['fp32'] / 2**20:.2f} MiB "
+          f"({size['fp32'] / size['int8']:.2f}x smaller)")
+    v = q.get("validation")
+    if v:
+        print(f"{v['split']} ({v['images']} images): top-1 FP32 {v['fp32_top1']:.2f}, "
+              f"8-bit {v['int8_top1']:.2f}; same top-1 class on {v['top1_agreement']:.2f} %")
+    else:
+        print("no validation figures (no validation images were readable)")
+
+
+def _export_hub(args: argparse.Namespace) -> int:
+    from fgvc.deploy.hub import export_hub
+
+    if args.quantize or args.image_size or args.overrides or args.keep_fp32:
+        raise FgvcError("--format hub writes the checkpoint's own weights: --quantize, --image-size, --set "
+                        "and --keep-fp32 are for --format onnx")
+    out = args.out or f"{Path(args.checkpoint.rstrip('/')).with_suffix('')}-hub"
+    folder = export_hub(args.checkpoint, out, report=args.report)
+    print(f"{folder}: model.safetensors, config.json, README.md (model card) — load it with "
+          f'fgvc.load("{folder}") or --checkpoint {folder}; upload it with `fgvc push {folder} OWNER/NAME`')
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from fgvc.deploy.hub import push
+
+    url = push(args.folder, args.repo_id, private=args.private, token=args.token, message=args.message)
+    print(f"uploaded {args.folder} to {args.repo_id}: {url}")
     return 0
 
 
@@ -239,7 +344,9 @@ def cmd_benchmark_latency(args: argparse.Namespace) -> int:
     from fgvc.analysis.latency import format_latency, measure_latency
 
     result = measure_latency(args.checkpoint, sizes=args.sizes, runs=args.runs, warmup=args.warmup,
-                             threads=args.threads, inference_mode=args.inference_mode)
+                             threads=args.threads, inference_mode=args.inference_mode,
+                             quantize=None if args.quantize == "none" else args.quantize,
+                             calibration=args.calibration, overrides=args.overrides)
     print(format_latency(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="evaluate a checkpoint (top-1, top-5, per-class) and write the report",
                        description="Evaluate checkpoint=PATH (default: the run's best.pt) on split=test|val|train. "
+                       "PATH may also be a folder from `fgvc export --format hub`, hf://owner/name, or an "
+                       ".onnx file from `fgvc export` (FP32 or INT8, run in ONNX Runtime; its figures go to "
+                       "report_<split>_<file>.md beside the run's report). "
                        "corruption=color_jitter|gaussian_noise|all (comma-separated) evaluates every severity of "
                        "those corruptions too and reports the drop against clean accuracy "
                        "(report_robustness.md). Test-time augmentation, each a row of its own beside the "
@@ -61,6 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fgvc.deploy.model import load_for_eval_any, report_stem
     from fgvc.engine.run import evaluate_checkpoint
 
     cfg, checkpoint, split, extra = config_checkpoint_split(args, "corruption")
@@ -69,12 +73,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if ensemble:
             raise FgvcError(f"checkpoint={checkpoint}: corruption= evaluates one checkpoint, not an ensemble")
         return _evaluate_robustness(cfg, checkpoint, split, extra["corruption"])
-    report = evaluate_checkpoint(cfg, first, split=split, ensemble=ensemble)
+    stem = report_stem(split, first)
+    report = evaluate_checkpoint(cfg, first, split=split, ensemble=ensemble, load=load_for_eval_any,
+                                 stem=stem)
     m = report[split]
     print(f"{split}: top-1 {m['top1']:.2f}  top-5 {m.get('top5', float('nan')):.2f}  "
           f"mean per-class {m['mean_per_class']:.2f}  ({m['num_samples']} images"
           f"{' of ' + str(m['num_images']) + ', the others unreadable' if m.get('skipped') else ''})  "
-          f"report: {cfg.run_dir / ('report.md' if split == 'test' else f'report_{split}.md')}")
+          f"report: {cfg.run_dir / (stem + '.md')}")
     if report.get("tta"):
         from fgvc.engine.report import markdown_table
 

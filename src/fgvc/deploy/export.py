@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from fgvc import __version__
-from fgvc.checkpoint import load_checkpoint
 from fgvc.data.metadata import metadata_dim
+from fgvc.deploy.source import read_image_model
 from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
+from fgvc.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,9 @@ def read_export_info(onnx_path: str | Path) -> dict:
 
 
 def load_for_export(checkpoint_path: str | Path) -> tuple[dict, object, nn.Module]:
-    """``(checkpoint, config, model in eval mode)`` — the same rebuild as ``fgvc predict``."""
-    ckpt = load_checkpoint(checkpoint_path)
-    if ckpt.get("kind") == "priors_net":
-        raise FgvcError(f"{checkpoint_path}: a PriorsNet location prior, not an image model; export the "
-                        "image-only checkpoint it is combined with")
-    if "config" not in ckpt or "model" not in ckpt:
-        raise FgvcError(f"{checkpoint_path}: not an fgvc checkpoint (no config/model); convert released "
-                        "weights with `fgvc import-checkpoint` first")
+    """``(checkpoint, config, model in eval mode)`` of a checkpoint, hub folder or ``hf://`` id — the same
+    rebuild as ``fgvc predict``."""
+    ckpt = read_image_model(checkpoint_path)
     cfg, model = model_from_checkpoint(ckpt, len(ckpt.get("classes") or []))
     return ckpt, cfg, model.eval()
 
@@ -138,6 +133,7 @@ def deployment_info(ckpt: dict, cfg, checkpoint_path: str | Path, size: int, ops
                         "when missing (fgvc.data.metadata.encode_metadata)"}
     info = {
         "classes": classes,
+        **({"taxonomy": ckpt["taxonomy"]} if ckpt.get("taxonomy") else {}),  # genus roll-up at prediction
         "preprocessing": preprocessing_info(data_at_size(cfg.data, size)),
         "inputs": inputs,
         "outputs": {"logits": {

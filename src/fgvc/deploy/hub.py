@@ -24,17 +24,17 @@ from pathlib import Path
 import torch
 import yaml
 
-from fgvc import __version__
 from fgvc.deploy.export import deployment_info, load_for_export
+from fgvc.deploy.source import (CARD, CONFIG, FILES, FORMAT, PREFIX, WEIGHTS, is_hub_source, read_folder,
+                                resolve)
 from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
+from fgvc.version import __version__
 
 log = logging.getLogger(__name__)
 
-WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
-FILES = (WEIGHTS, CONFIG, CARD)
-FORMAT = "fgvc-hub/1"
-PREFIX = "hf://"
+__all__ = ["CARD", "CONFIG", "FILES", "FORMAT", "PREFIX", "WEIGHTS", "export_hub", "is_hub_source",
+           "load_model", "model_card", "push", "read_folder", "resolve"]
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -229,70 +229,6 @@ def model_card(config: dict, source: str = "hf://OWNER/NAME") -> str:
 
 
 # --- reading -------------------------------------------------------------------------------------
-
-def is_hub_source(source: str | Path) -> bool:
-    """``hf://owner/name`` or a folder holding a hub export."""
-    text = str(source)
-    return text.startswith(PREFIX) or (Path(text).is_dir() and (Path(text) / CONFIG).is_file())
-
-
-def resolve(source: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """The local folder of ``source``: itself, or ``hf://owner/name[@revision]`` from the hub cache."""
-    text = str(source)
-    if not text.startswith(PREFIX):
-        folder = Path(text)
-        missing = [f for f in (WEIGHTS, CONFIG) if not (folder / f).is_file()]
-        if missing:
-            raise FgvcError(f"{folder}: not an fgvc model folder (no {', '.join(missing)}); write one with "
-                            "`fgvc export --checkpoint CKPT --format hub --out DIR`")
-        return folder
-    repo_id, _, revision = text[len(PREFIX):].partition("@")
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise FgvcError(f"{text}: expected hf://owner/name or hf://owner/name@revision")
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise FgvcError(f"{text}: loading from the Hugging Face Hub needs huggingface_hub "
-                        "(pip install 'fgvc[hub]')") from None
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    try:
-        folder = snapshot_download(repo_id, revision=revision or None, allow_patterns=list(FILES),
-                                   cache_dir=str(cache_dir) if cache_dir else None)
-    except LocalEntryNotFoundError:
-        raise FgvcError(f"{text}: not in the local Hugging Face cache and the Hub could not be reached "
-                        "(offline? HF_HUB_OFFLINE and HF_HUB_CACHE say where to look)") from None
-    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise FgvcError(f"{text}: no such model repository or revision on the Hub, or no access to it "
-                        f"({type(exc).__name__}; private models need `hf auth login`)") from None
-    except Exception as exc:  # network and HTTP errors: the hub's first line says which
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise FgvcError(f"{text}: could not get it from the Hugging Face Hub ({first})") from None
-    return resolve(folder)
-
-
-def read_folder(source: str | Path, cache_dir: str | Path | None = None) -> dict:
-    """A hub folder (or ``hf://`` id) as the checkpoint it was written from: ``config``, ``model``,
-    ``classes``, ``taxonomy``, ``dataset``, ``groups`` — what ``model_from_checkpoint`` reads."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = resolve(source, cache_dir)
-    try:
-        config = json.loads((folder / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FgvcError(f"{folder / CONFIG}: not readable JSON ({exc})") from None
-    if config.get("format") != FORMAT:
-        raise FgvcError(f"{folder / CONFIG}: format {config.get('format')!r}, expected {FORMAT!r} "
-                        "(written by `fgvc export --format hub`)")
-    try:
-        state = load_file(str(folder / WEIGHTS))
-    except (SafetensorError, OSError) as exc:
-        raise FgvcError(f"{folder / WEIGHTS}: not a readable safetensors file ({exc})") from None
-    return {"config": config["config"], "model": state, "classes": config["classes"],
-            "taxonomy": config.get("taxonomy") or {}, "dataset": config.get("dataset"),
-            "groups": config.get("groups"), "hub": {"folder": str(folder), "results": config.get("results")}}
-
 
 def load_model(source: str | Path, cache_dir: str | Path | None = None) -> tuple[dict, object, torch.nn.Module]:
     """``(checkpoint dict, config, model in eval mode)`` of a hub folder or ``hf://`` id."""

@@ -16,11 +16,8 @@ from torch import nn
 
 from fgvc.data.transforms import eval_transform
 from fgvc.deploy.export import read_export_info
+from fgvc.deploy.source import is_onnx  # noqa: F401  (re-exported)
 from fgvc.errors import FgvcError
-
-
-def is_onnx(source: str | Path) -> bool:
-    return str(source).lower().endswith(".onnx")
 
 
 def onnx_session(path: str | Path, threads: int | None = None):

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fgvc.checkpoint import load_checkpoint
 from fgvc.config import apply_override, build_config
 from fgvc.data.splits import prepare_splits
 from fgvc.deploy.export import data_at_size, export_onnx, read_export_info, write_export_info
 from fgvc.deploy.onnx_model import FileLogits, OnnxModel
+from fgvc.deploy.source import read_image_model
 from fgvc.engine.evaluate import predict_loader
 from fgvc.engine.inference import eval_loader
 from fgvc.errors import FgvcError
@@ -118,7 +118,7 @@ def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, reader: Calibratio
 
 
 def file_logits(model: OnnxModel, loader, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The file's logits and the labels over a loader, through fgvc's evaluation loop."""
+    """The file's logits and the labels over a loader, through fgvc's evaluation loop (as `fgvc evaluate`)."""
     return predict_loader(model, FileLogits(), loader, torch.device("cpu"), desc=desc)
 
 
@@ -138,7 +138,8 @@ def compare_on_split(fp32: OnnxModel, int8: OnnxModel, loader, split: str) -> di
 
 def export_quantized(checkpoint: str | Path, out_path: str | Path, mode: str = "int8", calibration: int = 256,
                      image_size: int | None = None, overrides: Sequence[str] = (), seed: int = 0,
-                     reduce_range: bool = True, validate: bool = True, keep_fp32: str | Path | None = None) -> Path:
+                     reduce_range: bool = True, validate: bool = True, keep_fp32: str | Path | None = None,
+                     opset: int = 17) -> Path:
     """Export ``checkpoint`` to FP32 ONNX (parity-checked), quantise it into ``out_path`` and measure it.
 
     ``overrides``: ``key=value`` changes to the checkpoint's config, e.g. ``data.root=`` when the data
@@ -149,12 +150,14 @@ def export_quantized(checkpoint: str | Path, out_path: str | Path, mode: str = "
     if mode not in MODES:
         raise FgvcError(f"--quantize {mode}: expected one of {', '.join(MODES)}")
     out = Path(out_path)
-    cfg = data_config(load_checkpoint(checkpoint)["config"], overrides)
+    cfg = data_config(read_image_model(checkpoint)["config"], overrides)
     with tempfile.TemporaryDirectory(prefix="fgvc-export-") as tmp:
-        fp32_path = export_onnx(checkpoint, Path(keep_fp32 or Path(tmp) / "fp32.onnx"), image_size=image_size)
+        fp32_path = export_onnx(checkpoint, Path(keep_fp32 or Path(tmp) / "fp32.onnx"), image_size=image_size,
+                                opset=opset)
         info = read_export_info(fp32_path)
         data_cfg = data_at_size(cfg.data, info["preprocessing"]["centre_crop"])
-        splits = _splits_or_none(data_cfg, required=mode == "int8")
+        needs_data = mode == "int8" or validate  # dynamic without validation reads no images
+        splits = _splits_or_none(data_cfg, required=mode == "int8") if needs_data else None
         reader, calibrated = None, None
         if mode == "int8":
             samples = calibration_samples(splits.train, calibration, seed)
@@ -205,7 +208,7 @@ def _splits_or_none(data_cfg, required: bool):
     except FgvcError as exc:
         if required:
             raise FgvcError(f"{exc} — static INT8 calibrates on the model's training images: point "
-                            "data.root=... at them, or use --quantize dynamic") from None
+                            "data.root at them (--set data.root=PATH), or use --quantize dynamic") from None
         log.warning("dataset not readable (%s): the dynamic INT8 file is written without a validation check",
                     exc)
         return None

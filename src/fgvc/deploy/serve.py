@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 
-from fgvc import __version__
+from fgvc.version import __version__
 from fgvc.data.metadata import date_fraction
 from fgvc.deploy.exif import NotAnImage, TooManyPixels, read_photo
 from fgvc.deploy.predictor import Given, Metadata, Predictor, resolve_metadata

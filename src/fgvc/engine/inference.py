@@ -51,10 +51,12 @@ def model_from_checkpoint(ckpt: dict, num_classes: int, cfg: Config | None = Non
     return model_cfg, model
 
 
-def load_for_eval(cfg: Config, checkpoint: str | Path, classes: Sequence[str]) -> LoadedModel:
+def load_for_eval(cfg: Config, checkpoint: str | Path, classes: Sequence[str],
+                  ckpt: dict | None = None) -> LoadedModel:
     """The checkpoint's model on the config's device (this process's GPU under ``torchrun``), its method
-    and the data config it reads; ``classes`` are the dataset's, which the checkpoint's must equal."""
-    ckpt = load_checkpoint(checkpoint)
+    and the data config it reads; ``classes`` are the dataset's, which the checkpoint's must equal.
+    ``ckpt``: the checkpoint's contents when already read from another format (a hub folder)."""
+    ckpt = load_checkpoint(checkpoint) if ckpt is None else ckpt
     if ckpt.get("classes") and list(ckpt["classes"]) != list(classes):
         raise FgvcError(f"{checkpoint}: trained on {len(ckpt['classes'])} classes of "
                         f"'{ckpt.get('dataset')}', not the {len(classes)} classes of this dataset")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -168,15 +168,18 @@ def _relative_to_run(cfg: Config, path: str | Path) -> str:
 
 def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test",
                         splits: Splits | None = None, write: bool = True,
-                        ensemble: Sequence[str | Path] = ()) -> dict:
+                        ensemble: Sequence[str | Path] = (), load: Callable = load_for_eval,
+                        stem: str | None = None) -> dict:
     """Evaluate a checkpoint on one split of the config's dataset; by default writes the report.
 
     With ``eval.hflip`` / ``eval.tta_scales`` / ``eval.ten_crop`` or further ``ensemble`` checkpoints,
     ``report["tta"]`` holds the TTA and ensemble rows (``fgvc.engine.tta``); the headline metrics stay
-    this checkpoint's single centre crop.
+    this checkpoint's single centre crop. ``load(cfg, path, classes) -> LoadedModel`` reads each model
+    (``fgvc.deploy.model.load_for_eval_any`` also reads exported files and hub folders); ``stem``: the
+    report's file name (default ``report`` for test, else ``report_<split>``).
     """
     splits = splits or prepare_splits(cfg.data)
-    ckpt, model, method, data_cfg, device = load_for_eval(cfg, checkpoint, splits.classes)
+    ckpt, model, method, data_cfg, device = load(cfg, checkpoint, splits.classes)
     ctx = init_distributed(cfg.train.device)  # under torchrun: each rank a strided slice; counts added
     loader = eval_loader(data_cfg, splits.samples(split), rank=ctx.rank, world_size=ctx.world_size)
     metrics = evaluate(model, method, loader, device, len(splits.classes), cfg.eval.topk,
@@ -185,7 +188,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
     report = _report(cfg, splits, model, metrics, split, loader.dataset.missing_metadata, ckpt.get("state"))
     report["protocol"]["checkpoint"] = _relative_to_run(cfg, checkpoint)
     if wants_tta(cfg.eval) or ensemble:
-        report["tta"] = _tta_rows(cfg, splits, split, (model, method, data_cfg, device), ensemble, ctx)
+        report["tta"] = _tta_rows(cfg, splits, split, (model, method, data_cfg, device), ensemble, ctx, load)
         report["protocol"]["ensemble"] = [str(checkpoint), *map(str, ensemble)] if ensemble else None
     if write and ctx.is_main:  # the test figures go into the run's report (keeping its training curves); others beside it
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
@@ -193,18 +196,19 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | Path, split: str = "test"
         if split == "test" and previous.is_file():
             old = json.loads(previous.read_text())
             report |= {k: old[k] for k in ("epochs", "best_epoch", "best_val_top1") if k in old}
-        write_report(cfg.run_dir, report, splits.classes, "report" if split == "test" else f"report_{split}")
+        stem = stem or ("report" if split == "test" else f"report_{split}")
+        write_report(cfg.run_dir, report, splits.classes, stem)
     return report
 
 
 def _tta_rows(cfg: Config, splits: Splits, split: str, first: tuple, ensemble: Sequence[str | Path],
-              ctx=None) -> list[dict]:
+              ctx=None, load: Callable = load_for_eval) -> list[dict]:
     """The TTA table of ``first`` (model, method, data config, device) and the ensemble checkpoints,
     each loaded only when its turn comes; ``ctx``: the DDP context (each rank a slice, counts added)."""
     def members():
         yield first
         for path in ensemble:
-            yield load_for_eval(cfg, path, splits.classes)[1:]
+            yield load(cfg, path, splits.classes)[1:]
 
     return evaluate_tta(cfg.eval, splits.samples(split), members(), len(splits.classes), splits.groups,
                         ensemble_size=1 + len(ensemble), progress=cfg.train.progress and (ctx is None or ctx.is_main),
