@@ -29,7 +29,8 @@ def test_every_cited_docs_page_exists():
 
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")),
-         *(p for d in ("configs", "src", "benchmarks", "tools") for p in sorted((ROOT / d).rglob("README.md")))]
+         *(p for d in ("configs", "src", "benchmarks", "tools")
+           for p in sorted((ROOT / d).rglob("README.md")))]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))

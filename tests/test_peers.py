@@ -20,7 +20,7 @@ from fgvc.config import load_config  # noqa: E402
 
 
 @pytest.mark.parametrize("peer", [pmg, rmg_pmsi], ids=["pmg", "rmg_pmsi"])
-def test_the_fgvc_side_trains_with_the_releases_recipe(peer, tmp_path):
+def test_the_fgvc_configs_carry_the_releases_recipe(peer, tmp_path):
     cfg = load_config(PEERS / f"{peer.NAME}.yaml", [f"data.root={tmp_path}"])
     run.check_recipe(cfg, peer.RECIPE)
     assert any(str(tmp_path / "init.pt") in e.new for e in peer.edits(cfg, 32, 0, tmp_path / "init.pt"))

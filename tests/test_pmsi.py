@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -139,11 +140,13 @@ def test_without_phases_one_update_sums_all_losses(tmp_path):
     assert all(any(name.startswith(f"classifiers.{m}.") for name in update.phases[0]) for m in range(3))
 
 
-def test_cutmix_phases_train_with_soft_targets(tmp_path):
+def test_cutmix_phase_input_has_soft_targets_of_at_most_two_classes(tmp_path):
     model, method = _net_and_method(tmp_path, interaction=True, augment="cutmix")
     assert isinstance(method, Progressive)
     x, target = method.phase_input(model, torch.randn(4, 3, 32, 32), torch.arange(4), 2)
-    assert target.shape == (4, 5) and torch.allclose(target.sum(1), torch.ones(4))
+    assert x.shape == (4, 3, 32, 32) and target.shape == (4, 5)
+    assert torch.allclose(target.sum(1), torch.ones(4))
+    assert ((target > 0).sum(1) <= 2).all() and (target[torch.arange(4), torch.arange(4)] > 0).all()
 
 
 def test_predict_gives_concat_and_mix(tmp_path):
@@ -265,4 +268,8 @@ def test_snapmix_phases_train(tmp_path):
     update = Recorder(model)
     loss, _ = method.train_step(model, {"image": torch.randn(4, 3, 32, 32), "label": torch.arange(4)}, update,
                                 _no_autocast)
-    assert len(update.phases) == 4 and loss["loss"] > 0
+    assert len(update.phases) == 4 and math.isfinite(loss["loss"]) and loss["loss"] > 0
+    for n, touched in enumerate(update.phases[:3]):  # each mixed phase trains its own stage classifier
+        assert any(name.startswith(f"classifiers.{n}.") for name in touched)
+        assert not any(name.startswith("concat_classifier") for name in touched)
+    assert any(name.startswith("concat_classifier") for name in update.phases[3])

@@ -76,7 +76,6 @@ def test_transfer_rows_files_and_accuracies(trained, target_config, tmp_path):
     result = analyse_transfer([run], target_config, tmp_path / "out", progress=False)
     rows = result["rows"]
     assert [r["epoch"] for r in rows] == [0, 1, 2]
-    assert all(0 <= r["source_top1"] <= 100 and 0 <= r["target_top1"] <= 100 for r in rows)
     # the source figure is the checkpoint's own classifier on the run's test split: trained, it beats chance
     assert rows[-1]["source_top1"] > 100 / 3
     # the target's colour classes are linearly separable in any of these backbones' features: far above

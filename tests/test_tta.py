@@ -1,5 +1,6 @@
 """Test-time augmentation and ensembles: the views are the documented crops, averaging is exact,
-an ensemble of one checkpoint twice is that checkpoint, and ``fgvc evaluate`` reports the table."""
+an ensemble of one checkpoint twice is that checkpoint, an ensemble of two different checkpoints is
+their averaged probabilities computed by hand, and ``fgvc evaluate`` reports the table."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from torch import nn
 from torchvision.transforms import v2
 
 from conftest import tiny_tree
+from fgvc.checkpoint import load_checkpoint, save_atomic
 from fgvc.cli import main
+from fgvc.config import load_config
 from fgvc.data.transforms import eval_transform, flip_views, multi_scale_views, ten_crop_views
+from fgvc.engine.inference import predict_split
 from fgvc.engine.tta import EnsembleSum, predict_views
 from fgvc.errors import FgvcError
 
@@ -133,6 +137,39 @@ def test_evaluate_reports_tta_rows_and_an_ensemble_of_one_checkpoint_twice_equal
     md = (run / "report.md").read_text()
     assert "## Test-time augmentation and ensembles (test)" in md and "| ten-crop | 2 | 10 |" in md
     assert "ten-crop" in capsys.readouterr().out
+
+
+def test_ensemble_of_two_different_checkpoints_is_their_average_by_hand(trained, tmp_path):
+    """The second member is the first with noise on its weights, enough for the two to score differently;
+    the ensemble, in either order, must score what their averaged probabilities score (so neither the
+    first nor the last member alone can pass)."""
+    config, run = trained
+    cfg, best, other = load_config(config), run / "checkpoints" / "best.pt", tmp_path / "other.pt"
+    logits_a, labels = predict_split(cfg, best)
+
+    def top1(probs):
+        return 100 * (probs.argmax(1) == labels).float().mean().item()
+
+    for noise in (0.1, 0.2, 0.3, 0.5, 1.0):
+        ckpt, g = load_checkpoint(best), torch.Generator().manual_seed(0)
+        ckpt["model"] = {k: v + noise * v.abs().mean() * torch.randn(v.shape, generator=g)
+                         if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+        save_atomic(ckpt, other)
+        logits_b, labels_b = predict_split(cfg, other)
+        if top1(logits_a) != top1(logits_b):
+            break
+    else:
+        pytest.fail("no noise level made the second checkpoint score differently")
+    assert torch.equal(labels, labels_b)
+    mean = (logits_a.softmax(1) + logits_b.softmax(1)) / 2
+    hits = (mean.argmax(1) == labels).float()
+    per_class = [hits[labels == c].mean().item() for c in labels.unique()]
+
+    for members in (f"{best},{other}", f"{other},{best}"):
+        assert main(["-q", "evaluate", str(config), f"checkpoint={members}"]) == 0
+        row = next(r for r in json.loads((run / "report.json").read_text())["tta"] if r["checkpoints"] == 2)
+        assert row["top-1"] == pytest.approx(top1(mean))
+        assert row["mean per-class"] == pytest.approx(100 * sum(per_class) / len(per_class))
 
 
 def test_evaluate_without_tta_has_no_table_and_corruption_refuses_an_ensemble(trained, capsys):
