@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from fgvc.data.loader import make_dataset
 from fgvc.data.splits import prepare_splits
 from fgvc.data.occurrences import classes_in_box, occurrence_table, parse_box
 from fgvc.data.records import Sample
+from fgvc.deploy.exif import read_photo
 from fgvc.deploy.model import load_inference_model
 from fgvc.checkpoint import load_checkpoint
 from fgvc.engine.inference import model_from_checkpoint
@@ -35,6 +38,10 @@ def test_fusion_checkpoint_as_inference_model(deploy_models):
     assert torch.allclose(model(images, meta), expected, atol=1e-6)
     assert not torch.allclose(model(images), expected, atol=1e-4)  # None = the missing-metadata rule
     assert torch.allclose(model(images), model(images, torch.zeros(3, 6)))
+    # prediction's own path from a photo file to the tensor gives the evaluation pipeline's tensor
+    photos = torch.stack([model.preprocess(read_photo(Path(s.path).read_bytes(), s.path)[0])
+                          for s in splits.test[:3]])
+    assert torch.allclose(photos, images, atol=1e-6)
 
 
 def test_image_only_checkpoint_reads_no_metadata(deploy_models):
