@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_config, write_folder_dataset
 
 from fgvc.cli import main
-from fgvc.experiments.protocol import VARIANTS, coarse_config, run_protocol, single_scores, variant_config
+from fgvc.experiments.protocol import VARIANTS, class_changes, coarse_config, run_protocol, single_scores, variant_config
 
 
 def test_single_needs_the_right_dataset_and_the_right_class():
@@ -17,6 +17,14 @@ def test_single_needs_the_right_dataset_and_the_right_class():
     scores = single_scores(coarse, correct)
     assert abs(scores["a"] - 200 / 3) < 1e-4  # third image sent to b's model: wrong although a's model is right
     assert abs(scores["b"] - 100 / 3) < 1e-4  # first right; second wrong class; third sent to a
+
+
+def test_class_changes_count_ties_apart():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    single = torch.tensor([True, False, True, True, False, False, True, False])
+    joint = torch.tensor([True, True, True, True, False, False, False, False])
+    # class 0: 1/2 -> 2/2 rose; 1: 2/2 -> 2/2 and 2: 0/2 -> 0/2 tied; 3: 1/2 -> 0/2 fell
+    assert class_changes(joint, single, labels) == {"_positive": 1, "_tied": 2, "_negative": 1}
 
 
 def test_protocol_on_two_tiny_datasets(tmp_path, capsys):
@@ -34,8 +42,9 @@ def test_protocol_on_two_tiny_datasets(tmp_path, capsys):
     results = json.loads((report.parent / "protocol.json").read_text())["a+b"]
     assert set(results) == {"single", "baseline", "ours", "ours_pmg"}
     assert all({k for k in scores if not k.startswith("_")} == {"a", "b"} for scores in results.values())
-    assert results["ours"]["_positive"] + results["ours"]["_negative"] == 5  # every class of the union
-    assert "positive / negative classes" in text
+    counts = [results["ours"][k] for k in ("_positive", "_tied", "_negative")]
+    assert sum(counts) == 5  # every class of the union, in exactly one of the three
+    assert "positive / tied / negative classes" in text
     runs = {p.name for p in (tmp_path / "runs").iterdir()}
     assert {"proto_single_a", "proto_single_b", "proto_coarse_a+b", "proto_ours_a+b"} <= runs
     coarse = json.loads((tmp_path / "runs" / "proto_coarse_a+b" / "report.json").read_text())

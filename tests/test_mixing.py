@@ -232,3 +232,43 @@ def test_jigsaw_dtype_and_single_image(dtype):
     out = jigsaw(x, 8, gen(0))
     assert out.shape == x.shape and out.dtype == dtype
     assert_own_pixel_permutation(out[None], x[None], id_pixels=False)
+
+
+# --- Mixup / CutMix need pairs: an odd batch is refused up front, or counted and logged -------------------
+
+def _mixing_method(tmp_path, batch_size: int, **sections):
+    from conftest import tiny_config
+
+    from fgvc.methods import build_method
+
+    cfg = tiny_config(tmp_path, tmp_path / "runs", data={"batch_size": batch_size}, **sections)
+    return build_method(cfg, num_classes=3)
+
+
+@pytest.mark.parametrize("sections", [{"train": {"mixup_alpha": 0.2}}, {"train": {"cutmix_alpha": 1.0}},
+                                      {"model": {"head": "multi_stage"},
+                                       "method": {"name": "progressive", "augment": "mixup"}}])
+def test_mixing_refuses_an_odd_batch_size(tmp_path, sections):
+    from fgvc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data.batch_size must be even \(got 5\)"):
+        _mixing_method(tmp_path, 5, **sections)
+
+
+def test_an_odd_last_batch_trains_unmixed_and_is_counted(tmp_path, caplog):
+    method = _mixing_method(tmp_path, 4, train={"mixup_alpha": 0.4})
+    seen = []
+
+    def model(images, meta):
+        seen.append(images)
+        return torch.zeros(len(images), 3, requires_grad=True)
+
+    even = {"image": torch.rand(4, 3, 8, 8), "label": torch.tensor([0, 1, 2, 0]), "meta": torch.zeros(4, 0)}
+    odd = {"image": torch.rand(3, 3, 8, 8), "label": torch.tensor([0, 1, 2]), "meta": torch.zeros(3, 0)}
+    with caplog.at_level("WARNING"):
+        method.training_loss(model, even)
+        method.training_loss(model, odd)
+    assert not torch.equal(seen[0], even["image"])  # mixed with its partner
+    assert torch.equal(seen[1], odd["image"])  # unmixed, and said so
+    assert method.pairing.unmixed == 1
+    assert "a batch of 3 images (odd: a stream's last batch) trains unmixed (1 so far)" in caplog.text

@@ -26,10 +26,15 @@ one patch in place on average, and the whole 2×2 image with probability 1/24).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch import Tensor
+
+from fgvc.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _draw_device(generator: torch.Generator | None) -> torch.device:
@@ -201,6 +206,35 @@ def jigsaw(images: Tensor, n: int, generator: torch.Generator | None = None,
     run = math.gcd(width, pw)
     out = _apply_map(batch, _shuffled_identity(height, width // run, n, ph, pw // run, perm), run)
     return out[0] if single else out
+
+
+# --- Mixup / CutMix (timm's): images paired within the batch ---------------------------------------------
+
+class PairedMixing:
+    """What happens to a batch timm's ``Mixup`` cannot pair.
+
+    timm pairs image i with image B-1-i, so an odd batch has no partner for its middle image and timm
+    refuses it. An odd ``data.batch_size`` is therefore refused up front (one line naming the key); a
+    training batch can then be odd only as the short last batch of a sharded stream, which trains
+    unmixed — counted and logged, never silently.
+    """
+
+    def __init__(self, setting: str, batch_size: int):
+        if batch_size % 2:
+            raise ConfigError(f"{setting} mixes each image with a partner in its batch: data.batch_size must "
+                              f"be even (got {batch_size})")
+        self.setting = setting
+        self.unmixed = 0
+
+    def can_mix(self, batch: int) -> bool:
+        """True for an even batch; an odd one is counted and logged (the first, then every 100th)."""
+        if batch % 2 == 0:
+            return True
+        self.unmixed += 1
+        if self.unmixed == 1 or self.unmixed % 100 == 0:
+            log.warning("%s: a batch of %d images (odd: a stream's last batch) trains unmixed (%d so far)",
+                        self.setting, batch, self.unmixed)
+        return False
 
 
 # --- SnapMix (Huang et al., AAAI 2021): boxes of different sizes, label weights from semantic maps --------

@@ -31,7 +31,7 @@ from timm.data.mixup import mixup_target
 from pydantic import Field
 from torch import nn
 
-from fgvc.data.mixing import box_share, jigsaw, paste_box, random_box, recursive_mosaic
+from fgvc.data.mixing import PairedMixing, box_share, jigsaw, paste_box, random_box, recursive_mosaic
 from fgvc.methods.base import Method
 from fgvc.sections import MethodSection
 
@@ -81,6 +81,7 @@ class Progressive(Method):
             alpha = {"mixup_alpha": m.mix_alpha if m.augment == "mixup" else 0.0,
                      "cutmix_alpha": m.mix_alpha if m.augment == "cutmix" else 0.0}
             self.mixup = Mixup(**alpha, label_smoothing=self.label_smoothing, num_classes=num_classes)
+            self.pairing = PairedMixing(f"method.augment={m.augment}", cfg.data.batch_size)
 
     def phase_input(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                     level: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,7 +92,7 @@ class Progressive(Method):
             return jigsaw(images, 2 ** level, release_order=self.release_order), labels
         if self.augment == "snapmix":
             return self.snapmix(model, images, labels)
-        if self.mixup is not None and len(images) % 2 == 0:
+        if self.mixup is not None and self.pairing.can_mix(len(images)):
             mixed = images.clone()  # timm mixes in place
             lam = self.mixup._mix_batch(mixed)
             return mixed, mixup_target(labels, self.num_classes, lam, self.label_smoothing)

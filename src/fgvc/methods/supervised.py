@@ -16,6 +16,7 @@ from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from torch import nn
 
+from fgvc.data.mixing import PairedMixing
 from fgvc.methods.base import Method
 from fgvc.sections import MethodSection
 
@@ -39,11 +40,12 @@ class Supervised(Method):
         if t.mixup_alpha > 0 or t.cutmix_alpha > 0:
             self.mixup = Mixup(mixup_alpha=t.mixup_alpha, cutmix_alpha=t.cutmix_alpha, prob=t.mix_prob,
                                label_smoothing=t.label_smoothing, num_classes=num_classes)
+            self.pairing = PairedMixing("train.mixup_alpha / train.cutmix_alpha", cfg.data.batch_size)
 
     def training_loss(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(loss, logits)``; logits are of the (possibly mixed) input, for running accuracy."""
         images, labels, meta = batch["image"], batch["label"], batch["meta"]
-        if self.mixup is not None and len(images) % 2 == 0:
+        if self.mixup is not None and self.pairing.can_mix(len(images)):
             images = images.clone()  # timm mixes in place
             lam = self.mixup._mix_batch(images)
             targets = mixup_target(labels, self.mixup.num_classes, lam, self.mixup.label_smoothing)
