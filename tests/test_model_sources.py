@@ -181,3 +181,16 @@ def test_serve_an_onnx_file(species_files, photos, tmp_path):  # noqa: F811
     predict_files(predictor, [str(photo)], out=str(tmp_path / "r.jsonl"), workers=0, progress=False)
     expected = json.loads((tmp_path / "r.jsonl").read_text())
     assert answer["top"] == expected["top"] and answer["taxonomy"] == expected["taxonomy"]
+
+
+def test_a_hub_folder_exports_again(trained_runs, tmp_path, capsys):
+    """A folder (as fetched from the Hub) is a source for export: ONNX (parity-checked against the folder's
+    model) and a hub folder again, whose card keeps the run's figures."""
+    _, checkpoint = trained_runs["image_only"]
+    folder = export_hub(checkpoint, tmp_path / "model")
+    again = export_hub(folder, tmp_path / "again")
+    first, second = (json.loads((f / "config.json").read_text()) for f in (folder, again))
+    assert second["results"] == first["results"] and first["results"]["test"]["top1"] is not None
+    assert (again / "README.md").read_text() == (folder / "README.md").read_text()
+    assert main(["-q", "export", "--checkpoint", str(folder), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert read_export_info(tmp_path / "m.onnx")["parity"]["top1_agree"] == "3/3"

@@ -280,8 +280,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.quantize is None and (args.overrides or args.keep_fp32):
         raise FgvcError("--set and --keep-fp32 go with --quantize")
-    stem = Path(args.checkpoint.rstrip("/")).with_suffix("")
-    out = args.out or f"{stem}{'.' + args.quantize if args.quantize else ''}.onnx"
+    out = args.out or f"{_out_stem(args.checkpoint)}{'.' + args.quantize if args.quantize else ''}.onnx"
     if args.quantize:
         from fgvc.deploy.quantize import export_quantized
 
@@ -301,6 +300,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         _print_quantization(info["quantization"])
     print(f"class names and preprocessing: the file's metadata_props and {sidecar_path(path)}")
     return 0
+
+
+def _out_stem(source: str) -> str:
+    """Where an export goes by default: beside a checkpoint or folder; for hf://owner/name, ./name."""
+    if source.startswith("hf://"):
+        return source.split("@")[0].rstrip("/").rsplit("/", 1)[-1]
+    path = Path(source.rstrip("/"))
+    return str(path if path.is_dir() else path.with_suffix(""))
 
 
 def _print_quantization(q: dict) -> None:
@@ -325,7 +332,7 @@ def _export_hub(args: argparse.Namespace) -> int:
     if args.quantize or args.image_size or args.overrides or args.keep_fp32:
         raise FgvcError("--format hub writes the checkpoint's own weights: --quantize, --image-size, --set "
                         "and --keep-fp32 are for --format onnx")
-    out = args.out or f"{Path(args.checkpoint.rstrip('/')).with_suffix('')}-hub"
+    out = args.out or f"{_out_stem(args.checkpoint)}-hub"
     folder = export_hub(args.checkpoint, out, report=args.report)
     print(f"{folder}: model.safetensors, config.json, README.md (model card) — load it with "
           f'fgvc.load("{folder}") or --checkpoint {folder}; upload it with `fgvc push {folder} OWNER/NAME`')

@@ -83,10 +83,12 @@ def export_hub(checkpoint: str | Path, out_dir: str | Path, report: str | Path |
     from safetensors.torch import save_file
 
     ckpt, cfg, model = load_for_export(checkpoint)  # rebuilds the model: the weights are known to load
-    report_path = Path(report) if report else find_report(checkpoint)
+    from_folder = "hub" in ckpt  # a hub folder written again (e.g. from hf://): its figures come along
+    report_path = Path(report) if report else None if from_folder else find_report(checkpoint)
     if report_path is not None and not report_path.is_file():
         raise FgvcError(f"--report {report_path}: file not found")
-    results = results_from_report(json.loads(report_path.read_text())) if report_path else None
+    results = (results_from_report(json.loads(report_path.read_text())) if report_path
+               else ckpt["hub"]["results"] if from_folder else None)
     if results is None:
         log.warning("no report.json beside %s: the model card will carry no figures (pass --report)", checkpoint)
     out = Path(out_dir)
