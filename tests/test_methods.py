@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import pytest
+import torch
 import torch.nn.functional as F
 from conftest import tiny_config, tiny_tree
 from pydantic import Field
@@ -48,7 +49,7 @@ def test_the_config_section_is_the_method_s(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path, method={"name": "ctc", "ctc_alpha": 0.3})
     assert type(cfg.method) is METHODS["ctc"].section and cfg.method.ctc_alpha == 0.3
     assert method_class(cfg) is METHODS["ctc"]
-    with pytest.raises(ConfigError, match=r"unknown config key 'method\.ctc_alph' \(known keys here: name, ctc_alpha"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'method\.ctc_alph' \(known keys here: name, "):
         tiny_config(tmp_path, tmp_path, method={"name": "ctc", "ctc_alph": 0.3})
     with pytest.raises(ConfigError, match=r"config key 'method\.name': no such choice 'nope' \(one of ctc, "):
         tiny_config(tmp_path, tmp_path, method={"name": "nope"})
@@ -61,7 +62,8 @@ def test_the_config_section_is_the_method_s(tmp_path):
 def test_another_method_s_keys_are_dropped_with_a_note(tmp_path, caplog):
     """A base config's progressive keys under a child's method.name=supervised (the RMG-PMSI baselines),
     and the flat method section of configs saved before each method had its own."""
-    saved = {"name": "supervised", "augment": "jigsaw", "phases": False, "ctc_alpha": 0.5, "image_checkpoint": None}
+    saved = {"name": "supervised", "augment": "jigsaw", "phases": False, "ctc_alpha": 0.5,
+             "image_checkpoint": None}
     with caplog.at_level("INFO", logger="fgvc.config"):
         cfg = tiny_config(tmp_path, tmp_path, method=saved)
     assert cfg.method.model_dump() == {"name": "supervised"}
@@ -101,7 +103,8 @@ def toy():
 
 
 def test_a_new_method_is_one_module(toy, folder_dataset, tmp_path):
-    tree = tiny_tree(folder_dataset, tmp_path, method={"name": "toy", "temperature": 2.0}, schedule={"epochs": 1})
+    tree = tiny_tree(folder_dataset, tmp_path, method={"name": "toy", "temperature": 2.0},
+                     schedule={"epochs": 1})
     cfg = build_config(tree)
     assert type(cfg.method) is ToyConfig and cfg.method.temperature == 2.0
     assert isinstance(build_method(cfg, 3), toy) and not find_unused_parameters(cfg)
@@ -113,12 +116,14 @@ def test_a_new_method_is_one_module(toy, folder_dataset, tmp_path):
         build_config(tiny_tree(folder_dataset, tmp_path, method={"name": "toy"}, data={"metadata": ["geo"]},
                                model={"fusion": {"name": "concat"}}))
     with pytest.raises(ConfigError, match="method.name=toy and model.head=multi_stage do not go together"):
-        build_config(tiny_tree(folder_dataset, tmp_path, method={"name": "toy"}, model={"head": "multi_stage"}))
+        build_config(tiny_tree(folder_dataset, tmp_path, method={"name": "toy"},
+                               model={"head": "multi_stage"}))
 
     report = train_and_report(cfg)
     assert report["method"] == "toy" and 0 <= report["test"]["top1"] <= 100
     saved = (tmp_path / "tiny" / "config.yaml").read_text()
-    assert "temperature: 2.0" in saved and build_config(json.loads(json.dumps(cfg.model_dump(mode="json")))) == cfg
+    assert "temperature: 2.0" in saved
+    assert build_config(json.loads(json.dumps(cfg.model_dump(mode="json")))) == cfg
 
 
 def test_a_method_with_a_taken_name_is_refused(toy):
@@ -135,3 +140,48 @@ def test_no_branch_on_a_method_name_outside_the_methods():
             text = path.read_text()
             for name in SHIPPED:
                 assert f'== "{name}"' not in text and f"== '{name}'" not in text, (path, name)
+
+
+# --- fusion variants and dataset formats are tables too -------------------------------------------
+
+def test_model_fusion_takes_the_names_of_the_fusion_table():
+    from typing import get_args
+
+    from fgvc.models.fusion import FUSIONS, FusionConfig, build_fusion_head
+
+    assert get_args(FusionConfig.model_fields["name"].annotation) == ("none", *FUSIONS)
+    for name, fusion in FUSIONS.items():
+        head = build_fusion_head(FusionConfig(name=name, d=8, h=4, loc_width=8), 16, 6, 5)
+        assert head(torch.randn(3, 16), torch.randn(3, 6)).shape == (3, 5), name
+        if fusion.compensable:
+            build_fusion_head(FusionConfig(name=name, compensated=True, d=8, h=4, loc_width=8), 16, 6, 5)
+
+
+def test_data_format_takes_the_names_the_reader_modules_declare(tmp_path):
+    from typing import get_args
+
+    from fgvc.data.formats import FORMATS, LEVELS, config_options
+    from fgvc.data.section import DataConfig
+
+    assert get_args(DataConfig.model_fields["format"].annotation) == (*FORMATS, "shards")
+    assert set(LEVELS) == {"variant", "family", "manufacturer", "fine", "coarse"}
+    # data.level and data.crop_banner reach the readers that take them, and no other
+    aircraft = config_options(DataConfig(format="aircraft", root="x", level="family"))
+    assert aircraft == {"on_bad_record": "error", "level": "family", "crop_banner": True}
+    assert config_options(DataConfig(format="cub", root="x", level="family")) == {"on_bad_record": "error"}
+    assert config_options(DataConfig(format="inat2021", root="x"))["splits"] == ("train_mini", "val")
+
+
+def test_no_format_or_fusion_is_named_outside_its_table():
+    src = Path(__file__).resolve().parents[1] / "src" / "fgvc"
+    from fgvc.data.formats import FORMATS
+    from fgvc.models.fusion import FUSIONS
+
+    def branches(text: str, names) -> list[str]:  # code that treats one name apart
+        return [n for n in names if any(f in text for f in (f'== "{n}"', f'"{n}":', f'startswith("{n[:4]}'))]
+
+    for path in (src / "data" / "splits.py", src / "data" / "section.py", src / "data" / "loader.py",
+                 src / "config.py"):
+        assert branches(path.read_text(), FORMATS) == [], path
+    for path in (src / "models" / "__init__.py", src / "config.py"):
+        assert branches(path.read_text(), FUSIONS) == [], path

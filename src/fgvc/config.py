@@ -5,10 +5,10 @@ other files first, so a paper's experiment grid shares one recipe. Overrides use
 ``fgvc train configs/quickstart.yaml optim.lr=0.1 data.batch_size=64``; values are parsed as YAML.
 Any unknown key, wrong type or impossible value raises ``ConfigError`` with one line naming the key.
 
-The sections live with what reads them: ``fgvc.sections`` (data, optimiser, schedule, training,
-evaluation, model heads), ``fgvc.models.fusion`` (``model.fusion``), and each method module (its
-``method`` section, chosen by ``method.name``). This module assembles them and checks the rules
-that join sections.
+The sections live with what reads them: ``fgvc.data.section`` (``data``; its formats are the
+readers'), ``fgvc.models.fusion`` (``model.fusion``), each method module (its ``method`` section,
+chosen by ``method.name``) and ``fgvc.sections`` (model heads, optimiser, schedule, training,
+evaluation). This module joins them and checks the rules between sections.
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from fgvc.data.section import FORMAT_NAMES, LEVELS, DataConfig, JointSource
 from fgvc.errors import ConfigError
 from fgvc.methods import METHODS
 from fgvc.models.fusion import FUSION_NAMES, FusionConfig
 from fgvc.sections import (
-    FORMAT_NAMES,
-    LEVELS,
-    DataConfig,
     EruditeConfig,
     EvalConfig,
-    JointSource,
     MethodSection,
     MultiStageConfig,
     OptimConfig,
@@ -39,7 +36,7 @@ from fgvc.sections import (
     TrainConfig,
 )
 
-# where they were defined before the sections moved out (and the base of every method section)
+# the names this module had before the sections moved out (MethodConfig: now the base of a method's section)
 __all__ = ["FORMAT_NAMES", "FUSION_NAMES", "LEVELS", "Config", "DataConfig", "EruditeConfig", "EvalConfig",
            "FusionConfig", "JointSource", "MethodConfig", "MethodSection", "ModelConfig", "MultiStageConfig",
            "OptimConfig", "ScheduleConfig", "Section", "TrainConfig", "apply_override", "build_config",
@@ -125,8 +122,8 @@ class Config(Section):
         m, head = self.method, self.model.head
         if head not in m.heads:
             trainers = [name for name, cls in METHODS.items() if head in cls.section.heads]
-            raise ValueError(f"method.name={m.name} and model.head={head} do not go together: method.name={m.name} "
-                             f"trains model.head={' or '.join(m.heads)}"
+            raise ValueError(f"method.name={m.name} and model.head={head} do not go together: "
+                             f"method.name={m.name} trains model.head={' or '.join(m.heads)}"
                              + (f", model.head={head} is trained by method.name={' or '.join(trainers)}"
                                 if trainers else ""))
         if head == "multi_stage" and self.model.fusion.name != "none":

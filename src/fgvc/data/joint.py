@@ -18,8 +18,8 @@ from dataclasses import replace
 
 import torch
 
-from fgvc.sections import DataConfig, JointSource
 from fgvc.data.records import DatasetSource, Sample, Splits
+from fgvc.data.section import DataConfig, JointSource
 
 ROLES = ("train", "val", "test")
 OWN_FIELDS = ("format", "root", "train_split", "val_split", "test_split", "level", "crop_banner")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from fgvc.sections import DataConfig
 from fgvc.data.dataset import ImageDataset, collate
 from fgvc.data.records import Sample
 from fgvc.data.samplers import BalancedSampler, ResumableSampler
+from fgvc.data.section import DataConfig
 from fgvc.data.shards import ShardDataset, ShardIndex
 from fgvc.data.transforms import eval_transform_for, train_transform_for
 from fgvc.errors import ConfigError, DataError

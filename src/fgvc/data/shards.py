@@ -57,12 +57,12 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from fgvc.sections import DataConfig
 from fgvc.data.dataset import transform_seeded
 from fgvc.data.formats.cifar import image_at
 from fgvc.data.images import DEFAULT_MAX_PIXELS, decode_image_bytes
 from fgvc.data.metadata import INVALID, MISSING, USES, check_metadata, encode_metadata, record_name, scale_columns
 from fgvc.data.records import DatasetSource, Sample, Splits
+from fgvc.data.section import DataConfig
 from fgvc.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fgvc.sections import DataConfig
-from fgvc.data.formats import annotation_files, read_dataset
+from fgvc.data.formats import annotation_files, config_options, read_dataset
 from fgvc.data.holdout import stratified_holdout
 from fgvc.data.index import SampleIndex, default_cache_dir, missing_images, read_cached
 from fgvc.data.joint import merge_joint, source_config
 from fgvc.data.records import DatasetSource, Sample, Splits
+from fgvc.data.section import DataConfig
 from fgvc.data.shards import read_shard_splits
 from fgvc.errors import DataError
 
@@ -55,17 +55,7 @@ def read_source(cfg: DataConfig) -> DatasetSource:
     """The dataset as its format's reader gives it (every official split, each a ``SampleIndex``),
     through the index cache for the formats that name their annotation files; bad records logged.
     Image files are not looked at here (``check_split_images`` does, as ``data.check_images`` says)."""
-    options = {"on_bad_record": cfg.bad_records}
-    if cfg.format == "aircraft":
-        options |= {"level": cfg.level or "variant", "crop_banner": cfg.crop_banner}
-    if cfg.format == "cifar100" and cfg.level:
-        options["level"] = cfg.level
-    if cfg.name:
-        options["name"] = cfg.name
-    if cfg.format.startswith("inat"):  # parse only the JSON files the run uses (train.json of 2021 is 2.7 M images)
-        default_train = "train_mini" if cfg.format == "inat2021" else "train"
-        wanted = {cfg.train_split or default_train, cfg.test_split or "val", cfg.val_split}
-        options["splits"] = tuple(sorted(s for s in wanted if s not in (None, "holdout")))
+    options = config_options(cfg)
     root = Path(cfg.root).expanduser()
     files = annotation_files(cfg.format, root, **options) if cfg.cache else None
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()

@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from fgvc.sections import DataConfig
 from fgvc.data.images import load_image
 from fgvc.data.index import SampleIndex, as_index
 from fgvc.data.metadata import INVALID, MISSING, check_metadata
 from fgvc.data.records import Sample
+from fgvc.data.section import DataConfig
 from fgvc.data.shards import ShardDataset, ShardIndex, check_shards
 from fgvc.data.splits import prepare_splits
 from fgvc.errors import DataError

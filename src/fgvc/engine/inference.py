@@ -41,8 +41,9 @@ class LoadedModel(NamedTuple):
     device: torch.device
 
 
-def model_from_checkpoint(ckpt: dict, num_classes: int, cfg: Config | None = None) -> tuple[Config, nn.Module]:
-    """Rebuild the model a checkpoint was trained as — from its own config, else ``cfg`` — with its weights."""
+def model_from_checkpoint(ckpt: dict, num_classes: int,
+                          cfg: Config | None = None) -> tuple[Config, nn.Module]:
+    """The model a checkpoint was trained as — from its own config, else ``cfg`` — with its weights."""
     model_cfg = build_config(ckpt["config"]) if ckpt.get("config") else cfg
     if model_cfg is None:
         raise ValueError("the checkpoint holds no config: pass the one it was trained with")

@@ -29,7 +29,8 @@ def method_class(cfg: Config) -> type[Method]:
     return METHODS[cfg.method.name]
 
 
-def build_method(cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None) -> Method:
+def build_method(cfg: Config, num_classes: int, model: nn.Module | None = None,
+                 num_train: int | None = None) -> Method:
     """``model`` and ``num_train`` (the training split's size): for training, to methods with their own
     layers and per-sample state (CTC's embedding heads and memory banks); prediction needs neither."""
     return method_class(cfg)(cfg, num_classes, model, num_train)

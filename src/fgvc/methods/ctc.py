@@ -84,7 +84,7 @@ def init_bank(num_data: int, dim: int) -> torch.Tensor:
 
 
 class CTCConfig(MethodSection):
-    """``method.name=ctc`` (defaults: the paper's CIFAR-100 "transferability" setting of the released code)."""
+    """``method.name=ctc``; the defaults: the paper's CIFAR-100 "transferability" setting of the release."""
 
     name: Literal["ctc"] = "ctc"
     ctc_alpha: float = Field(0.5, ge=0)  # stage 1: CE + alpha * instance discrimination (paper: 0.5 or 0.1)
@@ -95,7 +95,8 @@ class CTCConfig(MethodSection):
     ctc_momentum: float = Field(0.9, ge=0, lt=1)  # stage 2 memory-bank momentum
     ctc_negatives: int = Field(16384, ge=1)  # K uniform draws per sample (at most N_train - 1)
     ctc_dim: int = Field(128, ge=1)  # embedding width
-    ctc_switch_epoch: int | None = Field(None, ge=1)  # first stage-2 epoch (0-based); None: 2/3 of schedule.epochs
+    # first stage-2 epoch (0-based); None: 2/3 of schedule.epochs
+    ctc_switch_epoch: int | None = Field(None, ge=1)
     ctc_refresh_bank: bool = True  # at the switch, fill the banks with the snapshot's embeddings
     ctc_weight_decay_factor: float = Field(2.0, ge=0)  # optim.weight_decay x this in stage 1
 

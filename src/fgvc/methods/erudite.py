@@ -92,7 +92,8 @@ class Erudite(Method):
         every parameter in each backward pass."""
         return True
 
-    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None,
+                 num_train: int | None = None):
         self.meta = cfg.method.meta
         self.meta_lr = cfg.method.meta_lr
         self.label_smoothing = cfg.train.label_smoothing

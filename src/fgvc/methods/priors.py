@@ -332,7 +332,8 @@ class Priors(Method):
     section = PriorsConfig
     trains_model = False
 
-    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None,
+                 num_train: int | None = None):
         self.cfg = cfg
         self.image_checkpoint = getattr(cfg.method, "image_checkpoint", None)
         self.prior: PriorsNet | None = None
@@ -342,9 +343,10 @@ class Priors(Method):
 
     def fit(self, splits: Splits, out_dir: str | Path, progress: bool = True) -> dict:
         cfg, m = self.cfg, self.cfg.method
-        self.prior = train_priors(splits.train, len(splits.classes), tuple(cfg.data.metadata), epochs=m.priors_epochs,
-                                  batch_size=m.priors_batch_size, lr=m.priors_lr, seed=cfg.seed,
-                                  balance=m.priors_balance, classes=splits.classes, progress=progress)
+        self.prior = train_priors(splits.train, len(splits.classes), tuple(cfg.data.metadata),
+                                  epochs=m.priors_epochs, batch_size=m.priors_batch_size, lr=m.priors_lr,
+                                  seed=cfg.seed, balance=m.priors_balance, classes=splits.classes,
+                                  progress=progress)
         save_priors(self.prior, Path(out_dir) / "priors.pt")
         return {"model": f"PriorsNet + {self.image_checkpoint}", "epochs": m.priors_epochs,
                 "params_m": sum(p.numel() for p in self.prior.parameters()) / 1e6}
@@ -355,7 +357,8 @@ class Priors(Method):
             raise FgvcError(f"prior was trained on {len(names)} other classes, not the {len(classes)} "
                             f"classes of '{dataset}'")
         if self.prior.settings["num_classes"] != len(classes):
-            raise FgvcError(f"prior has {self.prior.settings['num_classes']} classes, the dataset {len(classes)}")
+            raise FgvcError(f"prior has {self.prior.settings['num_classes']} classes, "
+                            f"the dataset {len(classes)}")
 
     def adjust(self, image_logits: torch.Tensor, samples: Sequence[Sample], index: torch.Tensor,
                device: torch.device | str = "cpu") -> tuple[torch.Tensor, int]:
@@ -363,7 +366,8 @@ class Priors(Method):
         meta, _ = as_index(samples).encode(self.prior.use, self.cfg.data.bad_metadata)
         meta = torch.from_numpy(meta)[index]
         valid = meta.any(dim=1)
-        return combine_with_image(image_logits, prior_logits(self.prior, meta, device=device), valid), int((~valid).sum())
+        combined = combine_with_image(image_logits, prior_logits(self.prior, meta, device=device), valid)
+        return combined, int((~valid).sum())
 
 
 # ------------------------------------------------------------------------------ GeoNet-style recipe

@@ -67,7 +67,8 @@ class Progressive(Method):
         """With ``method.phases`` phase n back-propagates stage n's classifier alone."""
         return section.phases
 
-    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None,
+                 num_train: int | None = None):
         m = cfg.method
         self.augment = m.augment
         self.phases = m.phases

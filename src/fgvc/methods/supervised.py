@@ -33,7 +33,8 @@ class SupervisedConfig(MethodSection):
 class Supervised(Method):
     section = SupervisedConfig
 
-    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None, num_train: int | None = None):
+    def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None,
+                 num_train: int | None = None):
         t = cfg.train
         self.label_smoothing = t.label_smoothing
         self.mixup = None

@@ -454,7 +454,8 @@ class FusionConfig(Section):
 
 def _head(name: str, fcfg: FusionConfig, img_dim: int, meta_in: int, num_classes: int,
           extra: int = 0) -> nn.Module:
-    loc_net = LocationEncoder(meta_in, fcfg.loc_width, fcfg.d, fcfg.loc_res_layers, fcfg.loc_dropout)  # built first
+    # the location encoder first: the order the parameters are drawn in
+    loc_net = LocationEncoder(meta_in, fcfg.loc_width, fcfg.d, fcfg.loc_res_layers, fcfg.loc_dropout)
     return FUSIONS[name].build(fcfg, loc_net, img_dim, num_classes, extra)
 
 

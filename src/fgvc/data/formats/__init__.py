@@ -9,31 +9,33 @@ and go on) and ``check_images`` (test that each listed image exists; default Tru
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
+import pkgutil
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
-from fgvc.data.formats import aircraft, cars, cifar, cinic, cub, flowers, folder, inat, manifest, yfcc
 from fgvc.data.records import DatasetSource
 from fgvc.errors import DataError
 
-FORMATS: dict[str, Callable[..., DatasetSource]] = {
-    "inat2017": partial(inat.read, year="2017"),
-    "inat2018": partial(inat.read, year="2018"),
-    "inat2021": partial(inat.read, year="2021"),
-    "yfcc": yfcc.read,
-    "cub": cub.read,
-    "cars": cars.read,
-    "aircraft": aircraft.read,
-    "flowers": flowers.read,
-    "cifar10": cifar.read_cifar10,
-    "cifar100": cifar.read_cifar100,
-    "cinic10": cinic.read,
-    "folder": folder.read,
-    "manifest": manifest.read,
-}
+# Every module of this package (but _common) is a format module: its FORMATS maps format names
+# (data.format values) to readers; optional: ANNOTATION_FILES (the files a reader parses, for the
+# index cache), LEVELS (the data.level values it takes), options_from_config(fmt, data_cfg) (reader
+# options the data section decides beyond data.level, data.crop_banner and data.name).
+FORMATS: dict[str, Callable[..., DatasetSource]] = {}
+ANNOTATION_FILES: dict[str, Callable[..., list[Path]]] = {}
+LEVELS: tuple[str, ...] = ()
+_OPTIONS_FROM_CONFIG: dict[str, Callable[..., dict]] = {}
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+    if _info.name.startswith("_"):
+        continue
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    FORMATS |= _module.FORMATS
+    ANNOTATION_FILES |= getattr(_module, "ANNOTATION_FILES", {})
+    LEVELS += tuple(level for level in getattr(_module, "LEVELS", ()) if level not in LEVELS)
+    if hasattr(_module, "options_from_config"):
+        _OPTIONS_FROM_CONFIG |= dict.fromkeys(_module.FORMATS, _module.options_from_config)
 
 
 def format_options(fmt: str) -> list[str]:
@@ -44,12 +46,25 @@ def format_options(fmt: str) -> list[str]:
 def annotation_files(fmt: str, root: str | os.PathLike, **options) -> list[Path] | None:
     """The files a reader parses for ``options`` (what the index cache is keyed on), or None for a
     format whose records are the folder itself or that is small enough to read each time."""
-    module = {"inat2017": inat, "inat2018": inat, "inat2021": inat, "manifest": manifest}.get(fmt)
-    if module is None:
-        return None
-    if fmt.startswith("inat"):
-        options["year"] = fmt.removeprefix("inat")
-    return module.annotation_files(Path(root), **options)
+    files = ANNOTATION_FILES.get(fmt)
+    return None if files is None else files(Path(root), **options)
+
+
+def config_options(data_cfg) -> dict:
+    """The reader options of a ``data`` section (or a ``data.joint`` source with the shared keys):
+    ``data.level`` and ``data.crop_banner`` where the reader takes them, ``data.name``, and what the
+    format's own ``options_from_config`` adds (iNaturalist: the split files to parse)."""
+    fmt, accepted = data_cfg.format, format_options(data_cfg.format)
+    options = {"on_bad_record": data_cfg.bad_records}
+    if "level" in accepted and data_cfg.level:
+        options["level"] = data_cfg.level
+    if "crop_banner" in accepted:
+        options["crop_banner"] = data_cfg.crop_banner
+    if data_cfg.name:
+        options["name"] = data_cfg.name
+    if fmt in _OPTIONS_FROM_CONFIG:
+        options |= _OPTIONS_FROM_CONFIG[fmt](fmt, data_cfg)
+    return options
 
 
 def read_dataset(fmt: str, root: str | os.PathLike, **options) -> DatasetSource:

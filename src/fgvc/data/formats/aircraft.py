@@ -67,3 +67,7 @@ def read(root: str | os.PathLike, level: str = "variant", crop_banner: bool = Tr
         if split not in splits:
             raise DataError(f"{root / f'images_{level}_{split}.txt'}: not found")
     return finish(name, classes, splits, ("trainval", None, "test"), problems, sources)
+
+
+LEVELS = tuple(CLASS_FILES)  # data.level values it takes
+FORMATS = {"aircraft": read}

@@ -118,3 +118,6 @@ def read(root: str | os.PathLike, name: str | None = None, on_bad_record: str = 
     reader = _read_devkit if (root / "devkit" / "cars_meta.mat").is_file() else _read_single
     classes, splits, sources = reader(root, name, problems, check_images)
     return finish(name, classes, splits, ("train", None, "test"), problems, sources)
+
+
+FORMATS = {"cars": read}

@@ -173,3 +173,7 @@ def read_cifar10(root: str | os.PathLike, name: str | None = None, on_bad_record
     splits = {"train": train, "test": test}
     return finish(name, classes, splits, ("train", None, "test"), problems,
                   {"train": "data_batch_1..5", "test": "test_batch"})
+
+
+LEVELS = tuple(LEVEL_KEYS)  # CIFAR-100's data.level values
+FORMATS = {"cifar10": read_cifar10, "cifar100": read_cifar100}

@@ -39,3 +39,5 @@ def read(root: str | os.PathLike, name: str | None = None, on_bad_record: str = 
                         for p in images]
     return finish(name, list(CLASSES), splits, ("train", "valid", "test"), problems, {s: s for s in SPLITS})
 
+
+FORMATS = {"cinic10": read}

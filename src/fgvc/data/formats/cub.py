@@ -65,3 +65,6 @@ def read(root: str | os.PathLike, name: str | None = None, on_bad_record: str = 
     classes = [classes_txt[c] for c in class_ids]
     return finish(name, classes, splits, ("train", None, "test"), problems,
                   sources={"train": "train_test_split.txt", "test": "train_test_split.txt"})
+
+
+FORMATS = {"cub": read}

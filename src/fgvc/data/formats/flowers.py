@@ -79,3 +79,6 @@ def read(root: str | os.PathLike, names: str | os.PathLike | Sequence[str] | Non
     splits["trainval"] = splits["train"] + splits["val"]
     sources = {split: setid_path.name for split in splits}
     return finish(name, classes, splits, ("trainval", None, "test"), problems, sources)
+
+
+FORMATS = {"flowers": read}

@@ -73,3 +73,6 @@ def read(root: str | os.PathLike, name: str | None = None, on_bad_record: str = 
                         for p in images]
     return finish(name, classes, splits, user_default_splits(splits), problems,
                   {s: str(f) for s, f in layout.items()})
+
+
+FORMATS = {"folder": read}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,16 @@ def read(root: str | os.PathLike, year: str | int, splits: Sequence[str] | None 
     train = "train_mini" if "train_mini" in wanted else "train"
     return finish(name, [str(categories[c]["name"]) for c in ids], samples, (train, None, "val"), problems,
                   dict(wanted), taxonomy=taxonomy)
+
+
+def options_from_config(fmt: str, data_cfg) -> dict:
+    """Parse only the JSON files the run uses (train.json of 2021 is 2.7 M images): the configured
+    splits, or the defaults (train_mini for 2021, train before; val)."""
+    default_train = "train_mini" if fmt == "inat2021" else "train"
+    wanted = {data_cfg.train_split or default_train, data_cfg.test_split or "val", data_cfg.val_split}
+    return {"splits": tuple(sorted(s for s in wanted if s not in (None, "holdout")))}
+
+
+YEARS = ("2017", "2018", "2021")
+FORMATS = {f"inat{year}": partial(read, year=year) for year in YEARS}
+ANNOTATION_FILES = {f"inat{year}": partial(annotation_files, year=year) for year in YEARS}

@@ -123,3 +123,7 @@ def read(root: str | os.PathLike, name: str | None = None, on_bad_record: str = 
         raise DataError(f"{path.name}: no 'train' split (splits: {', '.join(sorted(splits))})")
     return finish(name, classes, splits, user_default_splits(splits), problems,
                   {s: path.name for s in splits})
+
+
+FORMATS = {"manifest": read}
+ANNOTATION_FILES = {"manifest": annotation_files}

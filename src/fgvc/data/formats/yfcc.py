@@ -124,3 +124,6 @@ def read(root: str | os.PathLike, image_dir: str | os.PathLike | None = None, sp
         splits.setdefault(split, [])  # an empty split is reported by finish()
     return finish(name, classes, splits, ("train", "val", "test"), problems,
                   {s: csv_path.name for s in splits})
+
+
+FORMATS = {"yfcc": read}
