@@ -3,6 +3,8 @@ so what is checked here is what the runner does around them."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -63,3 +65,18 @@ def test_rmg_pmsi_keeps_the_releases_rate_ratio(tmp_path):
     cfg = load_config(PEERS / "rmg_pmsi.yaml", [f"data.root={tmp_path}", "optim.lr=0.01"])
     with pytest.raises(common.PeerError, match="10x the backbone's rate"):
         rmg_pmsi.edits(cfg, 32, 0, None)
+
+
+def test_seeds_run_one_at_a_time_add_up_to_one_table(tmp_path, capsys):
+    side = {"best_concat": 20.0, "best_mix": 21.0, "last_concat": 19.0, "last_mix": 20.5, "concat": 22.0,
+            "mix": 23.0, "seconds": 100.0}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"method": "pmg", "start": "same", "overrides": [],
+                                "rows": [{"seed": s, "fgvc": side, "release": side} for s in (0, 1)]}))
+    args = argparse.Namespace(method="pmg", start="same", overrides=[], seeds=[1, 2])
+    assert [row["seed"] for row in run.earlier_rows(path, args)] == [0]  # seed 1 is run again
+    assert "seed(s) 0" in capsys.readouterr().out
+    args.overrides = ["schedule.epochs=1"]
+    assert run.earlier_rows(path, args) == []
+    assert "other settings, replaced" in capsys.readouterr().out
+    assert run.earlier_rows(tmp_path / "none.json", args) == []

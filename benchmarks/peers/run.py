@@ -16,6 +16,9 @@ training epoch (median over epochs) of both.
     python benchmarks/peers/run.py rmg_pmsi --release /path/to/Progressive-Multi-stage-...-FGVC
         [--seeds 0 1 2] [--start same|random] [--data DIR] [--out runs/peers] [key=value ...]
 
+Seeds run in separate invocations (``--seeds 0``, then ``--seeds 1 2``) with the same settings and
+``--out`` add up to one table: ``results.json`` keeps the other seeds' rows.
+
 Extra ``key=value`` pairs override the fgvc config (and, through it, the patch): e.g.
 ``schedule.epochs=1`` for a quick check. The synthetic data is written on first use (``fgvc data synth``).
 """
@@ -183,6 +186,21 @@ def table(peer, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def earlier_rows(path: Path, args) -> list[dict]:
+    """The rows of ``results.json`` from earlier runs with the same method, start and overrides, for the
+    seeds this run does not repeat: seeds may be run one invocation at a time into one table."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    if [old.get(key) for key in ("method", "start", "overrides")] != [args.method, args.start, args.overrides]:
+        print(f"{path}: written with other settings, replaced")
+        return []
+    rows = [row for row in old["rows"] if row["seed"] not in args.seeds]
+    if rows:
+        print(f"kept from {path}: seed(s) {', '.join(str(row['seed']) for row in rows)}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -209,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         folders = write_image_folders(splits, args.out / "data")
         print(f"{peer.TITLE}: {len(splits.train)} training and {len(splits.test)} test images, "
               f"{len(splits.classes)} classes ({splits.names})")
-        rows = []
+        rows = earlier_rows(args.out / "results.json", args)
         for i, seed in enumerate(args.seeds):
             overrides = fgvc_overrides(args, seed, args.out / "fgvc")
             if hasattr(peer, "cosine_epochs"):
@@ -226,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: release done in {time.perf_counter() - start:.0f} s, test top-1 best "
                   f"{theirs['best_concat']:.2f}, last {theirs['last_concat']:.2f}")
             rows.append({"seed": seed, "fgvc": ours, "release": theirs})
+            rows.sort(key=lambda row: row["seed"])
             (args.out / "results.json").write_text(json.dumps({"method": args.method, "start": args.start,
                                                                "overrides": args.overrides, "rows": rows}, indent=1))
     except PeerError as exc:
