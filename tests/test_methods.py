@@ -133,9 +133,9 @@ def test_a_method_with_a_taken_name_is_refused(toy):
 
 
 def test_no_branch_on_a_method_name_outside_the_methods():
-    """The engine and the command line ask the method's class, never its name."""
+    """The engine, the command line, deployment and the analyses ask the method's class, never its name."""
     src = Path(__file__).resolve().parents[1] / "src" / "fgvc"
-    for part in ("engine", "cli"):
+    for part in ("engine", "cli", "deploy", "analysis"):
         for path in (src / part).rglob("*.py"):
             text = path.read_text()
             for name in SHIPPED:
@@ -185,3 +185,17 @@ def test_no_format_or_fusion_is_named_outside_its_table():
         assert branches(path.read_text(), FORMATS) == [], path
     for path in (src / "models" / "__init__.py", src / "config.py"):
         assert branches(path.read_text(), FUSIONS) == [], path
+
+
+def test_the_model_card_line_comes_from_the_method():
+    from fgvc.deploy.hub import _method_line
+
+    def line(method, head="linear", fusion="none", **cfg):
+        saved = {"method": {"name": method, **cfg}, "model": {"multi_stage": {"interaction": True}}}
+        return _method_line({"config": saved, "architecture": {"method": method, "head": head, "fusion": fusion}})
+
+    assert line("progressive", "multi_stage", augment="rmg").startswith("RMG-PMSI: progressive multi-stage training")
+    assert line("erudite", "erudite") == "the erudite model: one network over several datasets' classes"
+    assert line("ctc") == "contrastive temporal coding (CTC) on a linear classifier"
+    assert line("supervised", fusion="dynamic_mlp").startswith("geo-temporal fusion `dynamic_mlp`")
+    assert line("supervised") == "supervised, image only"

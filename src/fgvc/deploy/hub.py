@@ -29,6 +29,7 @@ from fgvc.deploy.source import (CARD, CONFIG, FILES, FORMAT, PREFIX, WEIGHTS, is
                                 resolve)
 from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
+from fgvc.methods import METHODS
 from fgvc.version import __version__
 
 log = logging.getLogger(__name__)
@@ -107,21 +108,14 @@ def export_hub(checkpoint: str | Path, out_dir: str | Path, report: str | Path |
 
 def _method_line(config: dict) -> str:
     cfg, arch = config["config"], config["architecture"]
-    method, head, fusion = arch["method"], arch["head"], arch["fusion"]
-    if method == "progressive":
-        augment = cfg["method"].get("augment")
-        interaction = cfg["model"].get("multi_stage", {}).get("interaction")
-        name = ("RMG-PMSI" if augment == "rmg" and interaction else "PMG" if augment == "jigsaw"
-                else "progressive multi-stage training")
-        return (f"{name}: progressive multi-stage training (augmentation `{augment}`, multi-stage interaction "
-                f"{'on' if interaction else 'off'}); the file's output is the concatenated stages' classifier")
+    method, fusion = METHODS.get(arch["method"]), arch["fusion"]
+    line = method.card(cfg) if method is not None else None
+    if line:
+        return line
     if fusion != "none":
         return (f"geo-temporal fusion `{fusion}` of the image feature with the location/date encoding "
                 "(Dynamic MLP and its baselines)")
-    if head == "erudite":
-        return "the erudite model: one network over several datasets' classes"
-    return {"ctc": "contrastive temporal coding (CTC) on a linear classifier",
-            "erudite": "the erudite training on a joint label space"}.get(method, "supervised, image only")
+    return "supervised, image only"
 
 
 def _figure(value) -> str:

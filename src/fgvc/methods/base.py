@@ -83,6 +83,12 @@ class Method:
             loss, logits = self.training_loss(model, batch)
         return update(loss), logits
 
+    @classmethod
+    def card(cls, config: dict) -> str | None:
+        """What a model trained so is, in one line of its model card (``fgvc export --format hub``), from
+        the run's config as saved (a dict); None: the card describes the model by its head and fusion."""
+        return None
+
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict) -> torch.Tensor | dict[str, torch.Tensor]:
         """Logits ``[B, C]``, or several prediction rules by name (the first is the headline figure)."""

@@ -121,6 +121,10 @@ class CTC(Method, nn.Module):
     section = CTCConfig
     forwards = ()
 
+    @classmethod
+    def card(cls, config: dict) -> str:
+        return "contrastive temporal coding (CTC) on a linear classifier"
+
     def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None,
                  num_data: int | None = None):
         super().__init__()

@@ -87,6 +87,10 @@ class Erudite(Method):
     forwards = ("forward_train", "forward_all")
 
     @classmethod
+    def card(cls, config: dict) -> str:
+        return "the erudite model: one network over several datasets' classes"
+
+    @classmethod
     def unused_parameters(cls, section: EruditeMethodConfig) -> bool:
         """Its variants (hierarchical, ``data.joint_target=dataset``, Ours_PMG's phases) do not all reach
         every parameter in each backward pass."""

@@ -67,6 +67,15 @@ class Progressive(Method):
         """With ``method.phases`` phase n back-propagates stage n's classifier alone."""
         return section.phases
 
+    @classmethod
+    def card(cls, config: dict) -> str:
+        augment = config["method"].get("augment")
+        interaction = config["model"].get("multi_stage", {}).get("interaction")
+        name = ("RMG-PMSI" if augment == "rmg" and interaction else "PMG" if augment == "jigsaw"
+                else "progressive multi-stage training")
+        return (f"{name}: progressive multi-stage training (augmentation `{augment}`, multi-stage interaction "
+                f"{'on' if interaction else 'off'}); the file's output is the concatenated stages' classifier")
+
     def __init__(self, cfg: Config, num_classes: int, model: nn.Module | None = None,
                  num_train: int | None = None):
         m = cfg.method
