@@ -150,3 +150,22 @@ def test_latency_has_the_static_int8_row(trained_runs):
     q = result["quantization"][32]
     assert q["mode"] == "int8 static" and q["calibration_images"] == 8
     assert result["rows"][2]["model MB"] < result["rows"][1]["model MB"]
+
+
+def test_every_calibration_image_sets_the_ranges(trained_runs, tmp_path, monkeypatch):
+    """The input's activation scale is (max - min) / 255 over all N calibration images (uint8, range
+    widened to include 0), read one per batch — more batches than any internal batching of the
+    calibrator — so no batch is dropped."""
+    import fgvc.deploy.quantize as quantize
+
+    cfg, checkpoint = trained_runs["image_only"]
+    monkeypatch.setattr(quantize, "CALIBRATION_BATCH", 1)
+    out = export_quantized(checkpoint, tmp_path / "int8.onnx", calibration=40, seed=5, validate=False)
+    graph = onnx.load(str(out)).graph
+    [node] = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "image"]
+    scale = next(onnx.numpy_helper.to_array(t) for t in graph.initializer if t.name == node.input[1])
+    samples = calibration_samples(prepare_splits(cfg.data).train, 40, seed=5)
+    pixels = torch.cat([b["image"] for b in make_loader(cfg.data, make_dataset(cfg.data, samples, train=False),
+                                                        train=False)])
+    low, high = min(0.0, pixels.min().item()), max(0.0, pixels.max().item())
+    assert len(samples) == 40 and float(scale) == pytest.approx((high - low) / 255, rel=1e-5)

@@ -25,6 +25,9 @@ EPILOG = """examples:
   fgvc predict --checkpoint runs/quickstart/checkpoints/best.pt photo.jpg --lat 45.5 --lon -73.6 --date 2021-06-01
   fgvc analyze cam --checkpoint runs/quickstart/checkpoints/best.pt a.jpg b.jpg   Grad-CAM grid
   fgvc export --checkpoint runs/quickstart/checkpoints/best.pt --format onnx   ONNX + parity check
+  fgvc export --checkpoint best.pt --quantize int8  8-bit ONNX, calibrated on training images
+  fgvc export --checkpoint best.pt --format hub --out birds   safetensors + config.json + model card
+  fgvc push birds alice/birds                       upload the folder to the Hugging Face Hub
   fgvc predict --checkpoint best.pt photos/ --out results.csv   each photo's own EXIF place and date
   fgvc serve --checkpoint best.pt                   API and web page on http://127.0.0.1:8000/
 """

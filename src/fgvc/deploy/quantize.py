@@ -104,10 +104,12 @@ def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, reader: Calibratio
         if mode == "int8":
             if reader is None:
                 raise ValueError("static quantisation needs a calibration reader")
+            # No CalibMaxIntermediateOutputs: ONNX Runtime 1.32 drops the batches collected when that limit is
+            # reached without computing their ranges (and fails at a multiple of it). MinMax keeps one
+            # reduced min and max per tensor and batch, so memory stays small without the limit.
             quantize_static(str(prepared), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=reduce_range, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                            extra_options={"CalibMaxIntermediateOutputs": 16})
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
             return {"mode": "int8 static", "format": "QDQ", "weights": "int8, symmetric, per channel",
                     "activations": "uint8, calibrated (MinMax)", "reduce_range": reduce_range}
         quantize_dynamic(str(prepared), str(out_path), per_channel=True, reduce_range=reduce_range,
