@@ -1,10 +1,10 @@
-# The two commands of the README. Both set up .venv (system python3) on first use.
+# The commands of the README. Each sets up .venv (system python3) on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser clean
+.PHONY: demo demo-full test install browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/fgvc demo
+
+# every seed, both starts and every row of the demo's comparison (about 8 times as long)
+demo-full: $(STAMP)
+	$(VENV)/bin/fgvc demo --full
 
 # The page's browser test drives Debian's chromium + chromium-driver (nothing is downloaded at test
 # time). Installed here when missing on Debian as root; elsewhere that one test is skipped, with the

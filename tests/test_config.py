@@ -66,6 +66,15 @@ def test_override_into_value_is_rejected():
         apply_override(tree, "optim.lr.x=1")
 
 
+def test_override_reaches_into_a_list_by_index():
+    tree = {"data": {"joint": [{"format": "cub", "root": "a"}, {"format": "cars", "root": "b"}]}}
+    apply_override(tree, "data.joint.1.root=/elsewhere/cars")
+    assert tree["data"]["joint"] == [{"format": "cub", "root": "a"}, {"format": "cars", "root": "/elsewhere/cars"}]
+    for bad in ("data.joint.2.root=x", "data.joint.first.root=x", "data.joint.5=x"):
+        with pytest.raises(ConfigError, match="is not an index of a list of 2"):
+            apply_override(tree, bad)
+
+
 def test_fusion_needs_metadata(tmp_path):
     path = write(tmp_path / "c.yaml", {"data": {"format": "inat2021", "root": "x"}})
     with pytest.raises(ConfigError, match="set data.metadata"):

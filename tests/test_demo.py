@@ -1,81 +1,98 @@
-"""`fgvc demo --quick`: the whole demo path (synthetic data, three models, seeds, report) in seconds."""
+"""`fgvc demo`: every run is a shipped config with overrides, and the whole path (both sets of every
+section, the report) works in seconds with --quick."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
+
+import pytest
 
 from fgvc.cli import main
 from fgvc.cli.experiments import DEMO_SECTIONS
 from fgvc.config import load_config
-from fgvc.experiments.demo import CTC_EPOCHS, CTC_MODELS, RMG_PMSI_MODELS, SECTIONS, ctc_config, erudite_config, rmg_pmsi_config
+from fgvc.experiments import demo
+from fgvc.experiments.demo import CTC_MODELS, DYNAMIC_MLP_MODELS, ERUDITE_CONFIG, RMG_PMSI_MODELS, SECTIONS, Plan
+
+REPO_CONFIGS = Path(__file__).parents[1] / "configs"
 
 
-def test_quick_demo_writes_the_comparison(tmp_path, capsys):
+def test_quick_demo_writes_both_sets_of_every_section(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["-q", "demo", "--data", str(tmp_path / "synth"), "--out", str(out), "--quick",
-                 "--seeds", "0", "1"]) == 0
+    assert main(["-q", "demo", "--data", str(tmp_path / "synthetic"), "--out", str(out), "--quick"]) == 0
     printed = capsys.readouterr().out
-    for label in ("image-only", "concat (ConcatNet)", "Dynamic MLP-C"):
-        assert label in printed
     report = (out / "report.md").read_text()
-    assert "±" in report and (out / "demo_top1.png").stat().st_size > 1000
-    assert "| dynamic_mlp_c |" in report and (out / "comparison" / "comparison.csv").is_file()
-    assert "![t-SNE](analysis/embedding.png)" in report and (out / "analysis" / "embedding.png").is_file()
-    for run in ("image_only_seed0", "concat_seed1", "dynamic_mlp_c_seed0"):
-        assert json.loads((out / run / "report.json").read_text())["test"]["num_samples"] == 256
-    dmlp = (out / "dynamic_mlp_c_seed0" / "config.yaml").read_text()
-    assert "dynamic_mlp" in dmlp and "- geo" in dmlp
-    assert "RMG-PMSI" in printed and "PMG (jigsaw, progressive)" in printed
-    assert "## RMG-PMSI" in report and "## Dynamic MLP" in report
-    rmg = json.loads((out / "rmg_pmsi" / "report.json").read_text())
+    for words in ("plain vs regional appearance", "plain vs local evidence", "plain vs shared cues",
+                  "plain vs transfer target"):
+        assert words in printed and words in report
+    for label in ("image-only", "concat (ConcatNet)", "Dynamic MLP-C", "RMG-PMSI", "| Single |", "| Ours |",
+                  "CTC, transferability setting"):
+        assert label in report
+    assert "PMG (jigsaw, progressive)" not in report  # a row of --full only
+    assert "one seed: no spread to judge it by" in report
+    for name in ("regional-appearance", "local-evidence", "shared-cues", "transfer-target"):
+        options = json.loads((tmp_path / f"synthetic-{name}" / "synth.json").read_text())["options"]
+        assert options[name.replace("-", "_")] in (True, "flowers")
+    # each run: the shipped config, its benchmark's folder, the start
+    run = out / "dmlp_dynamic_mlp_c_mechanism_pretrained_seed0"
+    cfg = load_config(run / "config.yaml")
+    assert cfg.seed == 0 and cfg.model.pretrained == "synthetic" and cfg.model.fusion.name == "dynamic_mlp"
+    assert cfg.data.root == str(tmp_path / "synthetic-regional-appearance" / "inat")
+    assert json.loads((run / "report.json").read_text())["test"]["num_samples"] == 256
+    rmg = json.loads((out / "rmg_pmsi_plain_pretrained_seed0" / "report.json").read_text())
     assert set(rmg["test"]["rules"]) == {"concat", "mix"}
-    assert (out / "rmg_pmsi" / "report_robustness.md").is_file()
-    assert "## The erudite model" in report and "| Single |" in report and "| Ours |" in report
-    ours = json.loads((out / "erudite_ours_cub+cars+aircraft+flowers" / "report.json").read_text())
+    assert (out / "rmg_pmsi_plain_pretrained_seed0" / "report_robustness.md").is_file()
+    ours = json.loads((out / "erudite_mechanism_pretrained_seed0_ours_cub+cars+aircraft+flowers" / "report.json")
+                      .read_text())
     assert set(ours["test"]["per_dataset"]) == {"cub", "cars", "aircraft", "flowers"}
-    assert "## CTC" in report and "| CTC, transferability setting |" in report
-    rows = json.loads((out / "ctc_analysis" / "transfer.json").read_text())["rows"]
-    assert sorted((r["run"], r["epoch"]) for r in rows) == [(run, e) for run in ("ctc_transfer", "ctc_vanilla")
-                                                           for e in range(3)]
-    assert (out / "ctc_analysis" / "information.png").stat().st_size > 5000
-    assert json.loads((out / "ctc_transfer" / "report.json").read_text())["test"]["per_dataset"].keys() == {
-        "cub", "cars", "aircraft"}
+    ctc = load_config(out / "ctc_transfer_mechanism_random_seed0" / "config.yaml")
+    assert ctc.model.pretrained is None  # CTC trains from scratch, as its paper
+    rows = json.loads((out / "ctc_analysis_mechanism" / "transfer.json").read_text())["rows"]
+    assert sorted({r["epoch"] for r in rows}) == [0, 1]
+    assert (out / "comparison" / "comparison.csv").is_file() and (out / "analysis" / "embedding.png").is_file()
+    assert "fgvc train configs/dynamic_mlp/synthetic/concat.yaml name=dmlp_concat_plain_pretrained_seed0" in report
 
 
-def test_demo_configs_match_the_synthetic_yaml_files(tmp_path):
-    """The demo builds its RMG-PMSI runs in code; configs/rmg_pmsi/synthetic must describe the same runs."""
-    root = Path(__file__).parents[1] / "configs" / "rmg_pmsi" / "synthetic"
-    files = {"rmg_baseline": "baseline.yaml", "rmg_pmg": "pmg.yaml", "rmg_pmsi": "rmg_pmsi.yaml"}
-    for _, name, *fields in RMG_PMSI_MODELS:
-        demo = rmg_pmsi_config(tmp_path, tmp_path, name, *fields, seed=0, epochs=10, quick=False)
-        yaml_cfg = load_config(root / files[name], [f"data.root={tmp_path / 'inat'}", f"output_dir={tmp_path}",
-                                                    f"name={name}"])
-        for section in ("data", "model", "optim", "schedule"):
-            assert getattr(demo, section) == getattr(yaml_cfg, section), (name, section)
-        assert demo.method.name == yaml_cfg.method.name
-        if demo.method.name == "progressive":
-            assert demo.method == yaml_cfg.method
+def test_the_sentence_judges_a_gap_by_the_seeds_spread():
+    said = demo.gap_sentence([80.0, 82.0, 84.0], [70.0, 71.0, 72.0], "A", "B", "Here")
+    assert said == "Here, A is 11.0 points above B (3 seeds; more than twice the larger seed spread, ±2.0)"
+    said = demo.gap_sentence([70.0, 74.0], [71.0, 72.0], "A", "B", "There")
+    assert said == "There, A is 0.5 points above B (2 seeds; within twice the larger seed spread, ±2.8)"
+    assert demo.gap_sentence([50.0], [60.0], "A", "B", "Once").endswith("10.0 points below B (one seed: no "
+                                                                         "spread to judge it by)")
+    assert demo._mean_std([1.0, 2.0, 3.0]) == "2.00 ± 1.00" and demo._mean_std([1.5]) == "1.50"
 
 
-def test_erudite_demo_config_matches_the_synthetic_yaml(tmp_path):
-    root = Path(__file__).parents[1] / "configs" / "erudite" / "synthetic"
-    demo = erudite_config(tmp_path, tmp_path, seed=0, epochs=10, quick=False)
-    joint = [f"data.joint={[{'format': s.format, 'root': s.root} for s in demo.data.joint]}"]
-    yaml_cfg = load_config(root / "_synthetic.yaml", joint + [f"output_dir={tmp_path}", "name=erudite"])
-    for section in ("data", "model", "method", "optim", "schedule"):
-        assert getattr(demo, section) == getattr(yaml_cfg, section), section
+def _as_loaded(cfg) -> dict:
+    """A config's settings with ~ expanded in the data roots, and without its output folder."""
+    tree = cfg.model_dump(mode="json")
+    tree.pop("output_dir")
+    for source in [tree["data"]] + tree["data"]["joint"]:
+        source["root"] = str(Path(source["root"]).expanduser()) if source["root"] else source["root"]
+    return tree
 
 
-def test_ctc_demo_configs_match_the_synthetic_yaml(tmp_path):
-    root = Path(__file__).parents[1] / "configs" / "ctc" / "synthetic"
-    files = {"ctc_vanilla": "vanilla.yaml", "ctc_transfer": "ctc_transfer.yaml"}
-    for _, name, method in CTC_MODELS:
-        demo = ctc_config(tmp_path, tmp_path, name, method, seed=0, epochs=CTC_EPOCHS, quick=False)
-        joint = [f"data.joint={[{'format': s.format, 'root': s.root} for s in demo.data.joint]}"]
-        yaml_cfg = load_config(root / files[name], joint + [f"output_dir={tmp_path}", f"name={name}"])
-        for section in ("data", "model", "method", "optim", "schedule", "train"):
-            assert getattr(demo, section) == getattr(yaml_cfg, section), (name, section)
+@pytest.mark.parametrize("model", DYNAMIC_MLP_MODELS + RMG_PMSI_MODELS + CTC_MODELS, ids=lambda m: m[1])
+@pytest.mark.parametrize("section", [None, "mechanism"])
+@pytest.mark.parametrize("start", ["pretrained", "random"])
+def test_each_demo_run_is_its_shipped_config_and_the_printed_command_reproduces_it(tmp_path, model, section,
+                                                                                    start):
+    """No Python copy of a config: the demo loads the repository's file, and `fgvc train` with the line the
+    report prints builds exactly the run the demo trained (data in the default cache folder)."""
+    _, stem, relative, _ = model
+    which = {"dmlp": "dynamic_mlp", "rmg": "rmg_pmsi", "ctc": "ctc"}[stem.split("_")[0]]
+    data_dir = demo.set_dir(Path("~/.cache/fgvc/synthetic").expanduser(), which if section else None)
+    cfg = demo.demo_config(relative, data_dir, tmp_path, f"{stem}_x_{start}_seed2", 2, Plan(), start)
+    words = shlex.split(demo.command(relative, cfg, start))
+    assert words[:3] == ["fgvc", "train", f"configs/{relative}"]
+    assert _as_loaded(load_config(REPO_CONFIGS / relative, words[3:])) == _as_loaded(cfg)
+
+
+def test_the_demo_reads_the_configs_the_package_ships():
+    assert demo.shipped_config(ERUDITE_CONFIG).read_bytes() == (REPO_CONFIGS / ERUDITE_CONFIG).read_bytes()
+    assert (REPO_CONFIGS / ERUDITE_CONFIG).resolve() == demo.shipped_config(ERUDITE_CONFIG).resolve()
+    assert not any(hasattr(demo, name) for name in ("rmg_pmsi_config", "erudite_config", "ctc_config"))
 
 
 def test_cli_lists_every_demo_section():

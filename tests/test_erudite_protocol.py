@@ -70,6 +70,21 @@ def test_mixtures_keep_the_images_per_dataset_of_the_base_batch(tmp_path):
     base = tiny_config(tmp_path, tmp_path / "runs", data={"joint": joint, "batch_size": 24},
                        model={"head": "erudite"}, method={"name": "erudite"})
     sources = list(base.data.joint)
-    assert variant_config(base, sources[:3], "t", VARIANTS["ours"]).data.batch_size == 18
+    assert variant_config(base, sources[:3], "t", "ours").data.batch_size == 18
     assert coarse_config(base, sources[:2], "c").data.batch_size == 12
-    assert variant_config(base, sources, "all", VARIANTS["baseline"]).data.batch_size == 24
+    assert variant_config(base, sources, "all", "baseline").data.batch_size == 24
+
+
+def test_a_protocol_variant_is_its_shipped_row(tmp_path):
+    """The protocol's variant on the synthetic base config builds what configs/erudite/synthetic/<v>.yaml
+    builds: one copy of each variant, in configs/erudite/_variants/."""
+    from pathlib import Path
+
+    from fgvc.config import load_config
+
+    root = Path(__file__).parents[1] / "configs" / "erudite" / "synthetic"
+    base = load_config(root / "_synthetic.yaml")
+    for variant in VARIANTS:
+        row = load_config(root / f"{variant}.yaml")
+        built = variant_config(base, list(base.data.joint), row.name, variant)
+        assert built == row, variant

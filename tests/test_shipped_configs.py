@@ -1,4 +1,5 @@
-"""Every experiment config shipped in configs/ loads, and its model and method can be built and run.
+"""Every experiment config shipped in configs/ loads, and its model and method can be built and run; the
+package ships them all.
 
 The models are built at their real sizes on PyTorch's ``meta`` device: shapes without memory or
 weights, so a ResNet-101 + Dynamic MLP or a Swin-B costs no RAM, and a config whose architecture
@@ -14,19 +15,27 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
+import zipfile
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 import torch
 
-from fgvc.config import load_config
+from fgvc.config import load_config, read_tree
 from fgvc.data.metadata import metadata_dim
 from fgvc.methods import build_method
 from fgvc.methods.priors import PriorsNet
 from fgvc.models import backbones, build_model
 
-CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml")
-                 if not p.name.startswith("_"))
+REPO = Path(__file__).parents[1]
+ROOT = REPO / "configs"  # a link to src/fgvc/configs, the copy the package ships
+# runnable files; `_base.yaml` recipes and the `_variants/` pieces are merged into others
+CONFIGS = sorted(p for p in ROOT.rglob("*.yaml")
+                 if not any(part.startswith("_") for part in p.relative_to(ROOT).parts))
+SHIPPED = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.suffix in (".yaml", ".md"))
 CLASSES_PER_DATASET = 7
 BATCH = 2
 
@@ -112,3 +121,32 @@ def test_config_builds_and_runs(path, meta_backbones):
 
 def test_there_are_configs():
     assert len(CONFIGS) >= 190
+
+
+def test_the_repository_configs_are_the_package_configs():
+    assert ROOT.is_symlink() and ROOT.resolve() == (REPO / "src" / "fgvc" / "configs").resolve()
+    package = files("fgvc") / "configs"  # how an installed fgvc finds them
+    assert all((package / name).is_file() for name in SHIPPED) and len(SHIPPED) > 200
+
+
+def test_the_wheel_ships_every_config(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(REPO)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("fgvc-*.whl")
+    names = {n.removeprefix("fgvc/configs/") for n in zipfile.ZipFile(wheel).namelist()
+             if n.startswith("fgvc/configs/")}
+    assert names == set(SHIPPED)
+
+
+def test_each_erudite_variant_exists_once():
+    """table2/ and synthetic/ rows take their variant from erudite/_variants/ and add only a name."""
+    from fgvc.experiments.protocol import VARIANTS
+
+    variants = ROOT / "erudite" / "_variants"
+    assert sorted(p.stem for p in variants.glob("*.yaml")) == sorted(VARIANTS)
+    for folder in ("table2", "synthetic"):
+        for variant in VARIANTS:
+            row = read_tree(ROOT / "erudite" / folder / f"{variant}.yaml")
+            assert set(row) - {"name"} <= {"seed", "data", "model", "method", "optim", "schedule"}
+            text = (ROOT / "erudite" / folder / f"{variant}.yaml").read_text()
+            assert f"../_variants/{variant}.yaml" in text and "method:" not in text and "model:" not in text

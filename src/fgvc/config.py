@@ -14,6 +14,7 @@ evaluation). This module joins them and checks the rules between sections.
 from __future__ import annotations
 
 import logging
+from importlib.resources import files
 from pathlib import Path, PurePath
 from typing import Annotated, Literal, Union, get_args
 
@@ -153,11 +154,11 @@ def _sync_methods() -> None:
         _SECTIONS = sections
 
 
-def _deep_merge(base: dict, update: dict) -> dict:
+def deep_merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -178,8 +179,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     bases = raw.pop("_base_", [])
     merged: dict = {}
     for base in [bases] if isinstance(bases, str) else bases:
-        merged = _deep_merge(merged, _read_yaml(path.parent / base, seen + (path,)))
-    return _deep_merge(merged, raw)
+        merged = deep_merge(merged, _read_yaml(path.parent / base, seen + (path,)))
+    return deep_merge(merged, raw)
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -206,10 +207,22 @@ def apply_override(tree: dict, override: str) -> None:
     node = tree
     *parents, leaf = key.split(".")
     for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
+        if isinstance(node, list):  # data.joint.0.root: an item of a list by its index
+            node = node[_list_index(node, part, override)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, dict | list):
             raise ConfigError(f"override '{override}': '{part}' is a value, not a section")
-    node[leaf] = value
+    if isinstance(node, list):
+        node[_list_index(node, leaf, override)] = value
+    else:
+        node[leaf] = value
+
+
+def _list_index(items: list, part: str, override: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"override '{override}': '{part}' is not an index of a list of {len(items)}")
+    return int(part)
 
 
 def _explain(error: ValidationError) -> str:
@@ -257,6 +270,22 @@ def build_config(tree: dict) -> Config:
         return Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+
+
+def read_tree(path: str | Path) -> dict:
+    """A config file with its ``_base_`` files merged in, not validated yet: for experiments that
+    combine a file's settings with another config (the erudite variants) before validating."""
+    return _read_yaml(Path(path))
+
+
+def shipped_config(relative: str | PurePath) -> Path:
+    """A config shipped inside the package (``fgvc/configs/``; the repository's ``configs/`` links to
+    it), e.g. ``shipped_config("dynamic_mlp/synthetic/concat.yaml")``: what the demo and the protocol
+    run, so the same file reproduces their tables with ``fgvc train``."""
+    path = Path(str(files("fgvc") / "configs" / relative))
+    if not path.is_file():
+        raise ConfigError(f"no shipped config {relative} (in {path.parent})")
+    return path
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

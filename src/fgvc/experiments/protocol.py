@@ -16,40 +16,29 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import torch
 
-from fgvc.config import Config, build_config
+from fgvc.config import Config, build_config, deep_merge, read_tree, shipped_config
 from fgvc.engine.inference import predict_split
 from fgvc.engine.report import markdown_table
 from fgvc.engine.run import train_and_report
 
 log = logging.getLogger(__name__)
 
-# Table 2's joint methods and the hierarchical baseline as overrides of the base config
-# (Ours_PMG: the erudite head on PMG's multi-stage network, trained after PMG's jigsaw phases)
-VARIANTS = {
-    "baseline": {"model": {"erudite": {"experts": False, "attention": False}}, "method": {"meta": "none"}},
-    "baseline_plus": {"model": {"erudite": {"experts": True, "attention": False}}, "method": {"meta": "none"}},
-    "baseline_plusplus": {"model": {"erudite": {"experts": True, "attention": True}}, "method": {"meta": "none"}},
-    "ours": {"model": {"erudite": {"experts": True, "attention": True}}, "method": {"meta": "maml"}},
-    "ours_pcgrad": {"model": {"erudite": {"experts": True, "attention": True}}, "method": {"meta": "pcgrad"}},
-    "ours_pmg": {"model": {"erudite": {"experts": True, "attention": True, "multi_stage": True},
-                           "multi_stage": {"interaction": False}},
-                 "method": {"meta": "maml", "augment": "jigsaw"}},
-    "hierarchical": {"model": {"erudite": {"hierarchical": True}}, "method": {"meta": "none"}},
-}
+# Table 2's joint methods and the hierarchical baseline: one shipped file each (configs/erudite/_variants/),
+# applied on top of the base config (Ours_PMG: the erudite head on PMG's multi-stage network)
+VARIANTS_DIR = PurePath("erudite/_variants")
+VARIANTS = ("baseline", "baseline_plus", "baseline_plusplus", "ours", "ours_pcgrad", "ours_pmg", "hierarchical")
 LABELS = {"single": "Single", "baseline": "Baseline", "baseline_plus": "Baseline+",
           "baseline_plusplus": "Baseline++", "ours": "Ours", "ours_pcgrad": "Ours_PCGrad", "ours_pmg": "Ours_PMG",
           "hierarchical": "hierarchical multi-task"}
 
 
-def _merge(tree: dict, update: dict) -> dict:
-    out = dict(tree)
-    for key, value in update.items():
-        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
+def variant_settings(variant: str) -> dict:
+    """The settings of one variant, as its shipped file states them."""
+    return read_tree(shipped_config(VARIANTS_DIR / f"{variant}.yaml"))
 
 
 def _joint_data(base: Config, sources: list) -> dict:
@@ -59,8 +48,9 @@ def _joint_data(base: Config, sources: list) -> dict:
     return {"joint": [s.model_dump(mode="json") for s in sources], "batch_size": per_dataset * len(sources)}
 
 
-def variant_config(base: Config, sources: list, name: str, overrides: dict) -> Config:
-    tree = _merge(base.model_dump(mode="json"), overrides)
+def variant_config(base: Config, sources: list, name: str, variant: str) -> Config:
+    """``variant``'s shipped settings on top of the base config, trained on ``sources``."""
+    tree = deep_merge(base.model_dump(mode="json"), variant_settings(variant))
     tree["data"] |= _joint_data(base, sources)
     return build_config(tree | {"name": name})
 
@@ -125,7 +115,7 @@ def run_mixture(base: Config, sources: list, variants: list[str], prefix: str,
     rows = {"single": single_scores(coarse_logits.argmax(1), correct)}
     single_right = single_correct(coarse_logits.argmax(1), correct)
     for variant in variants:
-        cfg = variant_config(base, sources, f"{prefix}_{variant}_{tag}", VARIANTS[variant])
+        cfg = variant_config(base, sources, f"{prefix}_{variant}_{tag}", variant)
         rows[variant] = dict(_trained(cfg, done)["test"]["per_dataset"])
         logits, labels = predict_split(cfg, _best(cfg), "test")
         rows[variant] |= class_changes(logits.argmax(1) == labels, single_right, labels)
