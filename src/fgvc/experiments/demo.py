@@ -60,7 +60,7 @@ class Plan:
 
 
 def set_dir(data_dir: Path, section: str | None) -> Path:
-    """The plain benchmark in ``data_dir``; a mechanism's benchmark beside it (``synthetic-local-evidence``)."""
+    """The plain benchmark in ``data_dir``; a mechanism's beside it (``synthetic-local-evidence``)."""
     if section is None:
         return data_dir
     return data_dir.with_name(f"{data_dir.name}-{MECHANISM[section][0].replace('_', '-')}")
@@ -68,7 +68,8 @@ def set_dir(data_dir: Path, section: str | None) -> Path:
 
 def write_set(data_dir: Path, section: str | None) -> Path:
     """Write (or find cached) the plain benchmark or ``section``'s mechanism benchmark."""
-    options = SynthOptions() if section is None else SynthOptions(**{MECHANISM[section][0]: MECHANISM[section][1]})
+    switch, value, _ = MECHANISM[section] if section else (None, None, None)
+    options = SynthOptions(**({switch: value} if switch else {}))
     folder = set_dir(data_dir, section)
     write_benchmark(folder, options)
     return folder
@@ -134,7 +135,8 @@ def gap_sentence(a: list[float], b: list[float], label_a: str, label_b: str, whe
     return text + f" ({len(a)} seeds; {verdict} twice the larger seed spread, ±{spread:.1f})"
 
 
-def run_demo(data_dir: Path, out_dir: Path, plan: Plan = Plan(), sections: tuple[str, ...] = SECTIONS) -> dict:
+def run_demo(data_dir: Path, out_dir: Path, plan: Plan = Plan(),
+             sections: tuple[str, ...] = SECTIONS) -> dict:
     """Run the chosen sections and write one ``report.md``; returns each section's results."""
     start_time = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +206,8 @@ def _commands(rows: list[dict]) -> list[str]:
 # (label, run-name stem, shipped config, in the default demo)
 DYNAMIC_MLP_MODELS = [("image-only", "dmlp_image_only", "dynamic_mlp/synthetic/image_only.yaml", True),
                       ("concat (ConcatNet)", "dmlp_concat", "dynamic_mlp/synthetic/concat.yaml", True),
-                      ("Dynamic MLP-C", "dmlp_dynamic_mlp_c", "dynamic_mlp/synthetic/dynamic_mlp_c.yaml", True)]
+                      ("Dynamic MLP-C", "dmlp_dynamic_mlp_c", "dynamic_mlp/synthetic/dynamic_mlp_c.yaml",
+                       True)]
 
 
 def dynamic_mlp_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[list[dict], str]:
@@ -217,9 +220,9 @@ def dynamic_mlp_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tup
         f"{mech}: test top-5": _mean_std(_values(r, "mechanism", "top5")),
         "params (M)": f"{r['sets']['plain'][0]['params_m']:.2f}"} for r in rows])
     first = {r["stem"]: r for r in rows if r["start"] == plan.starts[0]}
-    said = [gap_sentence(_values(first["dmlp_dynamic_mlp_c"], w, "top1"), _values(first["dmlp_concat"], w, "top1"),
-                         "Dynamic MLP-C", "concat", where) for w, where in (("plain", "On the plain set"),
-                                                                          ("mechanism", f"with {mech}"))]
+    said = [gap_sentence(_values(first["dmlp_dynamic_mlp_c"], w, "top1"),
+                         _values(first["dmlp_concat"], w, "top1"), "Dynamic MLP-C", "concat", where)
+            for w, where in (("plain", "On the plain set"), ("mechanism", f"with {mech}"))]
     sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts the second gap larger than the first: "
                 "where a detail means one species in one region and its sibling in another, only a fusion that "
                 "conditions the image features on the place can read it.")
@@ -259,7 +262,8 @@ RMG_PMSI_MODELS = [("baseline (linear classifier)", "rmg_baseline", "rmg_pmsi/sy
 
 
 def _robustness(cfg: Config, report: dict) -> dict:
-    robust = evaluate_robustness(cfg, cfg.run_dir / "checkpoints" / "best.pt", ["color_jitter", "gaussian_noise"])
+    best = cfg.run_dir / "checkpoints" / "best.pt"
+    robust = evaluate_robustness(cfg, best, ["color_jitter", "gaussian_noise"])
     worst = {r["corruption"]: r for r in robust["rows"]}  # the last (strongest) severity of each
     return {"mix": report["test"].get("rules", {}).get("mix", {}).get("top1"),
             "jitter_drop": worst["color_jitter"]["drop"], "noise_drop": worst["gaussian_noise"]["drop"]}
@@ -282,9 +286,10 @@ def rmg_pmsi_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[
                                                                              ("mechanism", f"with {mech}"))]
     sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts a gain where the deciding detail is a small "
                 "mark at a random place.")
-    print(f"\nRMG-PMSI: fine-grained recognition from images alone (plain vs {mech})\n\n{table}\n\n{sentence}\n")
+    title = f"RMG-PMSI: fine-grained recognition from images alone (plain vs {mech})"
+    print(f"\n{title}\n\n{table}\n\n{sentence}\n")
     return rows, "\n".join([
-        f"## RMG-PMSI: fine-grained recognition from images alone (plain vs {mech})", "",
+        f"## {title}", "",
         "The same iNat-format images without location or date, 64-px crops of 73-px resizes. PMG and RMG-PMSI "
         "run 4 phases per batch (3 stage phases on jigsaw / recursive-mosaic inputs, then the original image). "
         f"With {mech}, the siblings of a genus differ only by one small mark at a random place on the object. "
@@ -377,12 +382,12 @@ def ctc_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[dict,
         runs = [out_dir / run["name"] for r in rows for run in r["sets"][which]]
         analysis = out_dir / f"ctc_analysis_{which}"
         target = [f"data.root={folder / 'multi' / 'flowers'}"]
-        transfer = analyse_transfer(runs, shipped_config(CTC_TARGET), analysis, ProbeSettings(), progress=False,
-                                    target_overrides=target)
+        transfer = analyse_transfer(runs, shipped_config(CTC_TARGET), analysis, ProbeSettings(),
+                                    progress=False, target_overrides=target)
         results["probes"][which] = transfer["rows"]
         first = [out_dir / r["sets"][which][0]["name"] for r in rows]
-        information = analyse_information(first, analysis, InformationSettings(steps=100 if plan.quick else 400),
-                                          progress=False)
+        steps = 100 if plan.quick else 400
+        information = analyse_information(first, analysis, InformationSettings(steps=steps), progress=False)
         results["information"][which] = information["rows"]
     cfg = demo_config(CTC_MODELS[1][2], sets["plain"], out_dir, "probe", 0, plan, "random")
     switch = switch_epoch(cfg)
@@ -393,28 +398,30 @@ def ctc_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[dict,
             curves = [{p["epoch"]: p for p in results["probes"][which] if p["run"] == run["name"]}
                       for run in r["sets"][which]]
             last = max(curves[0])
-            info = {p["epoch"]: p for p in results["information"][which] if p["run"] == r["sets"][which][0]["name"]}
+            first_run = r["sets"][which][0]["name"]
+            info = {p["epoch"]: p for p in results["information"][which] if p["run"] == first_run}
             table_rows.append({
                 "model": r["label"], "set": words, "source test top-1": _mean_std(_values(r, which, "top1")),
                 "probe at init": _mean_std([c[0]["target_top1"] for c in curves]),
                 f"probe, epoch {switch}": _mean_std([c[switch]["target_top1"] for c in curves]),
                 "probe, last epoch": _mean_std([c[last]["target_top1"] for c in curves]),
-                "best probe − last": _mean_std([max(p["target_top1"] for p in c.values()) - c[last]["target_top1"]
-                                                for c in curves]),
-                "I(X;T), I(T;Y) last epoch (seed 1st)": f"{info[last]['i_xt']:.2f}, {info[last]['i_ty']:.2f}"})
+                "best probe − last": _mean_std([max(p["target_top1"] for p in c.values())
+                                                - c[last]["target_top1"] for c in curves]),
+                "I(X;T), I(T;Y) last epoch, first seed": f"{info[last]['i_xt']:.2f}, {info[last]['i_ty']:.2f}"})
     table = markdown_table(table_rows)
 
     def last_probe(stem: str, which: str) -> list[float]:
         row = next(r for r in rows if r["stem"] == stem)
         out = []
         for run in row["sets"][which]:
-            curve = {p["epoch"]: p["target_top1"] for p in results["probes"][which] if p["run"] == run["name"]}
+            curve = {p["epoch"]: p["target_top1"] for p in results["probes"][which]
+                     if p["run"] == run["name"]}
             out.append(curve[max(curve)])
         return out
 
-    said = [gap_sentence(last_probe("ctc_transfer", w), last_probe("ctc_vanilla", w), "CTC's last-epoch probe",
-                         "vanilla's", where) for w, where in (("plain", "On the plain set"),
-                                                              ("mechanism", f"with the {mech}"))]
+    said = [gap_sentence(last_probe("ctc_transfer", w), last_probe("ctc_vanilla", w),
+                         "CTC's last-epoch probe", "vanilla's", where)
+            for w, where in (("plain", "On the plain set"), ("mechanism", f"with the {mech}"))]
     sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts CTC's probe above vanilla's late in training, "
                 "where the source images hold target detail the source labels never need; 'best probe − last' "
                 "measures how far each curve has fallen from its peak.")
@@ -428,6 +435,7 @@ def ctc_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[dict,
         f"its test split. With the {mech} switch, the flowers' first detail is a badge that every source image "
         "carries at a random level. MINE estimates (nats) on the source test split, first seed "
         "(`fgvc analyze information`).", "", table, "", sentence, "",
-        "![transfer](ctc_analysis_plain/transfer.png) ![transfer, mechanism](ctc_analysis_mechanism/transfer.png)",
+        "![transfer](ctc_analysis_plain/transfer.png)",
+        "![transfer, mechanism](ctc_analysis_mechanism/transfer.png)",
         "", *_commands(rows)])
 
