@@ -89,6 +89,18 @@ def test_each_demo_run_is_its_shipped_config_and_the_printed_command_reproduces_
     assert _as_loaded(load_config(REPO_CONFIGS / relative, words[3:])) == _as_loaded(cfg)
 
 
+@pytest.mark.parametrize("section", [None, "erudite"])
+def test_the_printed_protocol_command_trains_the_demos_erudite_runs(tmp_path, section):
+    data_dir = demo.set_dir(Path("~/.cache/fgvc/synthetic").expanduser(), section)
+    which = "mechanism" if section else "plain"
+    words = shlex.split(demo.protocol_command(which, data_dir, tmp_path, Plan(), "pretrained", ["ours"]))
+    assert words[:8] == ["fgvc", "protocol", "erudite", f"configs/{ERUDITE_CONFIG}", "--sizes", "4", "--variants",
+                         "ours"]
+    from_cli = load_config(REPO_CONFIGS / ERUDITE_CONFIG, words[8:])
+    name = f"erudite_{which}_pretrained_seed0"  # the protocol prefixes its runs with it, as the demo does
+    assert _as_loaded(from_cli) == _as_loaded(demo.demo_config(ERUDITE_CONFIG, data_dir, tmp_path, name, 0, Plan()))
+
+
 def test_the_demo_reads_the_configs_the_package_ships():
     assert demo.shipped_config(ERUDITE_CONFIG).read_bytes() == (REPO_CONFIGS / ERUDITE_CONFIG).read_bytes()
     assert (REPO_CONFIGS / ERUDITE_CONFIG).resolve() == demo.shipped_config(ERUDITE_CONFIG).resolve()

@@ -110,7 +110,7 @@ def command(relative: str, cfg: Config, start: str) -> str:
         root = root.replace(home, "~", 1)
         if root not in defaults:
             words.append(f"{key}={root}")
-    if start == "random":
+    if start == "random" and read_tree(shipped_config(relative))["model"].get("pretrained"):
         words.append("model.pretrained=null optim.backbone_lr=null")
     return " ".join(words)
 
@@ -125,9 +125,9 @@ def _mean_std(values: list[float], digits: int = 2) -> str:
 
 def gap_sentence(a: list[float], b: list[float], label_a: str, label_b: str, where: str) -> str:
     """``label_a`` against ``label_b`` in words, with the seeds' spread as the yardstick."""
-    gap = statistics.fmean(a) - statistics.fmean(b)
-    side = "above" if gap > 0 else "below" if gap < 0 else "level with"
-    text = f"{where}, {label_a} is {abs(gap):.1f} points {side} {label_b}"
+    gap = round(statistics.fmean(a) - statistics.fmean(b), 1)
+    side = f"{abs(gap):.1f} points above" if gap > 0 else f"{abs(gap):.1f} points below" if gap < 0 else "level with"
+    text = f"{where}, {label_a} is {side} {label_b}"
     if len(a) < 2:
         return text + " (one seed: no spread to judge it by)"
     spread = max(statistics.stdev(a), statistics.stdev(b))
@@ -312,10 +312,11 @@ def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[d
     for start in plan.starts:
         for which, folder in sets.items():
             for seed in plan.seeds:
-                base = demo_config(ERUDITE_CONFIG, folder, out_dir, "erudite", seed, plan, start)
+                name = f"erudite_{which}_{start}_seed{seed}"
+                base = demo_config(ERUDITE_CONFIG, folder, out_dir, name, seed, plan, start)
                 log.info("demo: erudite model, %s set, %s start, seed %d", which, start, seed)
                 results.setdefault(start, {}).setdefault(which, {})[seed] = run_mixture(
-                    base, list(base.data.joint), variants, f"erudite_{which}_{start}_seed{seed}")
+                    base, list(base.data.joint), variants, name)
     mech = MECHANISM["erudite"][2]
     rows = []
     for start in plan.starts:
@@ -347,7 +348,6 @@ def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[d
     sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts joint training above Single where the "
                 "domains share a cue, and the experts keeping what is specific to each.")
     print(f"\nThe erudite model: one model for four domains (plain vs {mech})\n\n{table}\n\n{sentence}\n")
-    base = demo_config(ERUDITE_CONFIG, sets["plain"], out_dir, "erudite", plan.seeds[0], plan)
     return results, "\n".join([
         f"## The erudite model: one model for four domains (plain vs {mech})", "",
         "The four multi-domain sets (bird-, car-, aircraft- and flower-like look-alikes, 9 classes each, in the "
@@ -357,9 +357,20 @@ def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[d
         "counts only if it is the right class of the union. Mean of the per-domain test top-1, Δ against "
         "Single, and the classes whose accuracy rose / tied / fell against Single (summed over seeds). Every "
         "mixture and variant: `fgvc protocol erudite configs/erudite/synthetic/_synthetic.yaml`.", "",
-        table, "", sentence, "", "Reproduce (first seed; each mixture's runs are named in the log):", "",
-        "```bash", f"fgvc protocol erudite configs/{ERUDITE_CONFIG} --sizes 4 --variants {' '.join(variants)}"
-        f" name={base.name} seed={base.seed}", "```", ""])
+        table, "", sentence, "", "Reproduce the rows of each set (first seed):", "", "```bash",
+        *(protocol_command(w, sets[w], out_dir, plan, start, variants) for start in plan.starts for w in sets),
+        "```", ""])
+
+
+def protocol_command(which: str, data_dir: Path, out_dir: Path, plan: Plan, start: str,
+                     variants: list[str]) -> str:
+    """The ``fgvc protocol erudite`` line that trains one set's Single and variants as the demo does
+    (the same run names: the protocol prefixes them with the config's name)."""
+    name = f"erudite_{which}_{start}_seed{plan.seeds[0]}"
+    base = demo_config(ERUDITE_CONFIG, data_dir, out_dir, name, plan.seeds[0], plan, start)
+    overrides = command(ERUDITE_CONFIG, base, start).split(" ", 3)[3]
+    return (f"fgvc protocol erudite configs/{ERUDITE_CONFIG} --sizes 4 --variants {' '.join(variants)} "
+            f"{overrides}")
 
 
 def _domain_mean(scores: dict) -> float:
