@@ -49,3 +49,15 @@ def test_command_line_default_matches():
 def test_synthetic_start_without_shipped_weights_says_how_to_make_them():
     with pytest.raises(FgvcError, match="no shipped weights for 'resnet18'.*fgvc pretrain --backbone resnet18"):
         Backbone("resnet18", "synthetic")
+
+
+def test_the_shipped_weights_name_the_command_that_made_them():
+    from fgvc.models.backbones import shipped_weights
+
+    path = shipped_weights("test_resnet")
+    about = _about(path)
+    assert about["command"] == PretrainSettings().command()  # fgvc pretrain with its defaults
+    assert about["upstream"]["seed"] == UPSTREAM_SEED and about["upstream_classes"] == 608
+    weights = load_file(str(path))
+    own = Backbone("test_resnet", "synthetic", announce=False).body.state_dict()
+    assert set(own) == set(weights) and all(torch.equal(own[k], weights[k]) for k in own)
