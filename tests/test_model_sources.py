@@ -194,3 +194,26 @@ def test_a_hub_folder_exports_again(trained_runs, tmp_path, capsys):
     assert (again / "README.md").read_text() == (folder / "README.md").read_text()
     assert main(["-q", "export", "--checkpoint", str(folder), "--out", str(tmp_path / "m.onnx")]) == 0
     assert read_export_info(tmp_path / "m.onnx")["parity"]["top1_agree"] == "3/3"
+
+
+def test_a_hub_folder_carries_the_training_locations(deploy_models, species_files):
+    """--region works on a folder as on the checkpoint: the occurrence table travels with it."""
+    from fgvc.deploy.predictor import region_classes
+
+    original = load_inference_model(deploy_models.dynamic_mlp)
+    folder = load_inference_model(species_files["hub"])
+    assert set(folder.occurrences) == set(original.occurrences) and len(original.occurrences["label"]) > 0
+    assert all(torch.equal(folder.occurrences[k], original.occurrences[k]) for k in original.occurrences)
+    for box in ("-90,0,-180,180", "0,90,-180,180"):
+        assert region_classes(box, folder) == region_classes(box, original)
+
+
+def test_evaluate_a_hub_folder_equals_the_checkpoint(trained_runs, tmp_path):
+    cfg, checkpoint = trained_runs["fusion"]
+    folder = export_hub(checkpoint, tmp_path / "model")
+    config = str(cfg.run_dir / "config.yaml")
+    assert main(["-q", "evaluate", config, f"checkpoint={folder}", "split=val"]) == 0
+    from_folder = json.loads((cfg.run_dir / "report_val.json").read_text())["val"]
+    assert main(["-q", "evaluate", config, f"checkpoint={checkpoint}", "split=val"]) == 0
+    from_checkpoint = json.loads((cfg.run_dir / "report_val.json").read_text())["val"]
+    assert from_folder == from_checkpoint and from_folder["num_samples"] > 0

@@ -7,7 +7,9 @@ The folder follows the Hugging Face Hub convention for models:
   taxonomy where the dataset has one, the evaluation preprocessing, the metadata the model reads, and the
   figures of the run's report;
 - ``README.md`` — the model card: method, backbone, data and splits, validation and test figures, the
-  command that trains it again, how to use it, what it is for and what it is not.
+  command that trains it again, how to use it, what it is for and what it is not;
+- ``occurrences.safetensors`` — where the training split saw each class (``fgvc predict --region``),
+  when the data had locations.
 
 Reading a folder gives back the checkpoint it was written from (``read_folder``), so everything that
 loads a checkpoint loads a folder — with bit-identical weights. ``hf://owner/name[@revision]`` is fetched
@@ -25,8 +27,8 @@ import torch
 import yaml
 
 from fgvc.deploy.export import deployment_info, load_for_export
-from fgvc.deploy.source import (CARD, CONFIG, FILES, FORMAT, PREFIX, WEIGHTS, is_hub_source, read_folder,
-                                resolve)
+from fgvc.deploy.source import (CARD, CONFIG, FILES, FORMAT, OCCURRENCES, PREFIX, WEIGHTS,
+                                is_hub_source, read_folder, resolve)
 from fgvc.engine.inference import model_from_checkpoint
 from fgvc.errors import FgvcError
 from fgvc.methods import METHODS
@@ -34,8 +36,8 @@ from fgvc.version import __version__
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CARD", "CONFIG", "FILES", "FORMAT", "PREFIX", "WEIGHTS", "export_hub", "is_hub_source",
-           "load_model", "model_card", "push", "read_folder", "resolve"]
+__all__ = ["CARD", "CONFIG", "FILES", "FORMAT", "OCCURRENCES", "PREFIX", "WEIGHTS", "export_hub",
+           "is_hub_source", "load_model", "model_card", "push", "read_folder", "resolve"]
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -97,6 +99,9 @@ def export_hub(checkpoint: str | Path, out_dir: str | Path, report: str | Path |
     # clone: tensors that share storage (tied weights) are each written whole; safetensors refuses aliases
     state = {k: v.detach().cpu().clone().contiguous() for k, v in ckpt["model"].items()}
     save_file(state, str(out / WEIGHTS), metadata={"format": "pt", "fgvc": __version__})
+    occurrences = ckpt.get("occurrences")
+    if occurrences and len(occurrences["label"]):  # the training locations, for --region
+        save_file({k: v.contiguous() for k, v in occurrences.items()}, str(out / OCCURRENCES))
     config = hub_config(ckpt, cfg, checkpoint, results)
     config["parameters"] = sum(p.numel() for p in model.parameters())
     (out / CONFIG).write_text(json.dumps(config, indent=2))

@@ -17,7 +17,8 @@ from fgvc.checkpoint import load_checkpoint
 from fgvc.errors import FgvcError
 
 WEIGHTS, CONFIG, CARD = "model.safetensors", "config.json", "README.md"
-FILES = (WEIGHTS, CONFIG, CARD)
+OCCURRENCES = "occurrences.safetensors"  # where training saw each class (--region); only when known
+FILES = (WEIGHTS, CONFIG, CARD, OCCURRENCES)
 FORMAT = "fgvc-hub/1"
 PREFIX = "hf://"
 
@@ -69,7 +70,8 @@ def resolve(source: str | Path, cache_dir: str | Path | None = None) -> Path:
 
 def read_folder(source: str | Path, cache_dir: str | Path | None = None) -> dict:
     """A hub folder (or ``hf://`` id) as the checkpoint it was written from: ``config``, ``model``,
-    ``classes``, ``taxonomy``, ``dataset``, ``groups`` — what ``model_from_checkpoint`` reads."""
+    ``classes``, ``taxonomy``, ``dataset``, ``groups``, ``occurrences`` — what ``model_from_checkpoint``
+    and prediction read."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -85,9 +87,16 @@ def read_folder(source: str | Path, cache_dir: str | Path | None = None) -> dict
         state = load_file(str(folder / WEIGHTS))
     except (SafetensorError, OSError) as exc:
         raise FgvcError(f"{folder / WEIGHTS}: not a readable safetensors file ({exc})") from None
-    return {"config": config["config"], "model": state, "classes": config["classes"],
-            "taxonomy": config.get("taxonomy") or {}, "dataset": config.get("dataset"),
-            "groups": config.get("groups"), "hub": {"folder": str(folder), "results": config.get("results")}}
+    occurrences = None
+    if (folder / OCCURRENCES).is_file():
+        try:
+            occurrences = load_file(str(folder / OCCURRENCES))
+        except (SafetensorError, OSError) as exc:
+            raise FgvcError(f"{folder / OCCURRENCES}: not a readable safetensors file ({exc})") from None
+    return {"config": config["config"], "model": state, "occurrences": occurrences,
+            "classes": config["classes"], "taxonomy": config.get("taxonomy") or {},
+            "dataset": config.get("dataset"), "groups": config.get("groups"),
+            "hub": {"folder": str(folder), "results": config.get("results")}}
 
 
 
