@@ -76,6 +76,7 @@ def test_evaluate_on_test_leaves_the_runs_own_report(trained_runs, exported):
     assert abs(report["test"]["top1"] - checkpoint_top1) <= 100 / report["test"]["num_samples"]
     assert (cfg.run_dir / "report.json").read_bytes() == own
     assert report["protocol"]["checkpoint"].endswith("model.onnx")
+    assert report["params_m"] == json.loads(own)["params_m"] > 0  # the exported model's own count
 
 
 def test_evaluate_refuses_a_file_of_other_classes(trained_runs, species_files, capsys):

@@ -247,6 +247,7 @@ def export_onnx(checkpoint_path: str | Path, out_path: str | Path, image_size: i
     _torch_export(model, traced, out, names, opset, dynamic_batch, dynamo)
     written = onnx.load(str(out))  # the opset actually written (dynamo=True may raise a lower request)
     info = deployment_info(ckpt, cfg, checkpoint_path, size, _opset(written), dynamic_batch, exporter)
+    info["model"]["parameters"] = sum(p.numel() for p in model.parameters())  # reports of the file name it
     try:
         info["parity"] = check_parity(out, model, example_inputs(cfg, PARITY_BATCH if dynamic_batch else 1,
                                                                  size, seed=1), names, num_classes)

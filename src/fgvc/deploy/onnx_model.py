@@ -68,6 +68,7 @@ class OnnxModel(nn.Module):
         self.session = onnx_session(self.path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.classes = list(self.info["classes"])
+        self.num_parameters = self.info.get("model", {}).get("parameters")  # of the exported model
         self.metadata = list(self.info["inputs"].get("meta", {}).get("use", []))
         self.meta_dim = self.info["inputs"]["meta"]["shape"][1] if "meta" in self.input_names else 0
         self.image_size = int(self.info["preprocessing"]["centre_crop"])

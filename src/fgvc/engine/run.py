@@ -46,9 +46,14 @@ def _protocol(cfg: Config, splits: Splits, evaluated: str, missing: int | None) 
 def _report(cfg: Config, splits: Splits, model: torch.nn.Module, metrics: dict, split: str,
             missing: int | None, state: dict | None = None, epochs: list[dict] | None = None) -> dict:
     return {"name": cfg.name, "dataset": splits.source.name, "model": cfg.model.backbone,
-            "method": cfg.method.name, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "method": cfg.method.name, "params_m": _parameters(model) / 1e6,
             "best_epoch": (state or {}).get("best_epoch", -1) + 1, "best_val_top1": (state or {}).get("best_top1"),
             "protocol": _protocol(cfg, splits, split, missing), split: metrics, "epochs": epochs or []}
+
+
+def _parameters(model: torch.nn.Module) -> int:
+    """Parameter count; a model run outside PyTorch (an exported file) states its own."""
+    return getattr(model, "num_parameters", None) or sum(p.numel() for p in model.parameters())
 
 
 def train_and_report(cfg: Config, overwrite: bool = False) -> dict:
