@@ -487,17 +487,21 @@ def test_hostile_input(case, tmp_path, monkeypatch, capsys, request):
 # --- not hostile, but the same promises ---------------------------------------------------------------
 
 def test_a_checkpoint_of_an_older_fgvc_still_loads_and_resumes(trained, tmp_path):
-    """Before checksums, last.pt held NumPy's RNG state as a NumPy array and no checksum: it loads
-    (those arrays are the one thing beyond plain values admitted) and a run resumes from it."""
+    """Before checksums, last.pt held NumPy's RNG state as a NumPy array and no checksum, and its
+    config had settings since retired (``eval.test_at_end``): it loads (those arrays are the one thing
+    beyond plain values admitted), evaluates, and a run resumes from it."""
     runs = tmp_path / "runs"
     run = Path(shutil.copytree(trained["run"], runs / "tiny"))
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     for state in [ckpt["rng"], *ckpt["rng_ranks"]]:
         name, keys, *rest = state["numpy"]
         state["numpy"] = (name, keys.numpy().astype(np.uint32), *rest)  # as np.random.get_state() gives it
+    ckpt["config"]["eval"]["test_at_end"] = True
     torch.save(ckpt, run / "checkpoints" / "last.pt")  # no checksum: the older format
     assert "checksum" not in torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["state"]["epoch"] == 1
+    assert main(["-q", "evaluate", str(trained["config"]), f"checkpoint={run / 'checkpoints' / 'last.pt'}",
+                 f"output_dir={tmp_path / 'eval'}"]) == 0
     tree = yaml.safe_load(trained["config"].read_text())
     tree["output_dir"], tree["schedule"]["epochs"] = str(runs), 2
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(tree))

@@ -72,6 +72,10 @@ _SECTIONS = tuple(cls.section for cls in METHODS.values())  # those the union be
 MethodUnion = _method_union(_SECTIONS)
 
 
+# Keys older fgvc versions wrote and this one no longer reads: (section, key) -> why.
+RETIRED_KEYS = {("eval", "test_at_end"): "removed (no fgvc version read it)"}
+
+
 class Config(Section):
     name: str = "run"
     seed: int = Field(0, ge=0, lt=2 ** 32)  # NumPy's seeding range
@@ -83,6 +87,20 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, tree: object) -> object:
+        """Settings fgvc no longer has are dropped with a note, so that configs saved in older
+        checkpoints, run folders and hub folders still load."""
+        if not isinstance(tree, dict):
+            return tree
+        tree = dict(tree)
+        for (section, key), why in RETIRED_KEYS.items():
+            if isinstance(tree.get(section), dict) and key in tree[section]:
+                log.info("%s.%s: %s; ignored", section, key, why)
+                tree[section] = {k: v for k, v in tree[section].items() if k != key}
+        return tree
 
     @model_validator(mode="before")
     @classmethod
