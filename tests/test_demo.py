@@ -62,6 +62,7 @@ def test_the_sentence_judges_a_gap_by_the_seeds_spread():
     assert demo.gap_sentence([50.0], [60.0], "A", "B", "Once").endswith("10.0 points below B (one seed: no "
                                                                          "spread to judge it by)")
     assert demo._mean_std([1.0, 2.0, 3.0]) == "2.00 ± 1.00" and demo._mean_std([1.5]) == "1.50"
+    assert demo._mean_std([1.5], sign="+") == "+1.50" and demo._mean_std([-1.0, -3.0], sign="+") == "-2.00 ± 1.41"
 
 
 def _as_loaded(cfg) -> dict:

@@ -115,12 +115,12 @@ def command(relative: str, cfg: Config, start: str) -> str:
     return " ".join(words)
 
 
-def _mean_std(values: list[float], digits: int = 2) -> str:
+def _mean_std(values: list[float], sign: str = "") -> str:
+    """``12.34`` for one value, ``12.34 ± 0.56`` for several (``sign="+"``: ``+12.34``)."""
     if not values:
         return ""
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    mean = f"{statistics.fmean(values):{sign}.2f}"
+    return mean if len(values) == 1 else f"{mean} ± {statistics.stdev(values):.2f}"
 
 
 def gap_sentence(a: list[float], b: list[float], label_a: str, label_b: str, where: str) -> str:
@@ -328,7 +328,7 @@ def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[d
                 singles = [_domain_mean(per_seed[s]["single"]) for s in plan.seeds]
                 row[f"{words}: mean top-1"] = _mean_std(means)
                 row[f"{words}: Δ vs Single"] = "" if method == "single" else _mean_std(
-                    [m - s for m, s in zip(means, singles)])
+                    [m - s for m, s in zip(means, singles)], sign="+")
                 if method != "single":
                     counts = [sum(per_seed[s][method][k] for s in plan.seeds) for k in ("_positive", "_tied",
                                                                                          "_negative")]
