@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Each section trains a method and its baselines from the shipped configs "
                        "(configs/<method>/synthetic/) on the plain synthetic benchmark and on the benchmark with "
                        "that method's mechanism switched on, and writes OUT/report.md. The default runs the first "
-                       "seed from the shipped synthetic-upstream backbone and each section's main rows (about 7 "
-                       "minutes on 2 cores); --full is the whole comparison (seeds 0 1 2, random start too, every "
+                       "seed from the shipped synthetic-upstream backbone and each section's main rows (15 minutes "
+                       "of CPU time); --full is the whole comparison (seeds 0 1 2, random start too, every "
                        "row; about 8 times as long).")
     p.add_argument("--data", default=str(Path.home() / ".cache" / "fgvc" / "synthetic"),
                    help="cache folder for the plain synthetic benchmark (written if absent); the mechanism sets "

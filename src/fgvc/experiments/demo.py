@@ -10,8 +10,8 @@ backbone (``model.pretrained=synthetic``, the papers' learning-rate groups); CTC
 as its paper does. Every model selects its epoch on a hold-out of its training split and is tested
 once.
 
-``fgvc demo`` runs the first seed of the pretrained start and the section's main rows (about 7 min on
-2 cores); ``fgvc demo --full`` adds seeds 1 and 2 (mean ± std), the random start and the remaining
+``fgvc demo`` runs the first seed of the pretrained start and the section's main rows (15 minutes of
+CPU time); ``fgvc demo --full`` adds seeds 1 and 2 (mean ± std), the random start and the remaining
 rows. The default's runs are the full comparison's first-seed runs, under the same names.
 """
 
