@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # every path runs as under the fgvc command (fgvc.cli.threads)
+import torch  # noqa: E402  (after the thread policy: it is read when OpenMP starts)
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 from torch.utils.data import DataLoader, Dataset
