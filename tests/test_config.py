@@ -69,7 +69,8 @@ def test_override_into_value_is_rejected():
 def test_override_reaches_into_a_list_by_index():
     tree = {"data": {"joint": [{"format": "cub", "root": "a"}, {"format": "cars", "root": "b"}]}}
     apply_override(tree, "data.joint.1.root=/elsewhere/cars")
-    assert tree["data"]["joint"] == [{"format": "cub", "root": "a"}, {"format": "cars", "root": "/elsewhere/cars"}]
+    assert tree["data"]["joint"][1] == {"format": "cars", "root": "/elsewhere/cars"}
+    assert tree["data"]["joint"][0] == {"format": "cub", "root": "a"}
     for bad in ("data.joint.2.root=x", "data.joint.first.root=x", "data.joint.5=x"):
         with pytest.raises(ConfigError, match="is not an index of a list of 2"):
             apply_override(tree, bad)

@@ -13,7 +13,8 @@ from fgvc.cli import main
 from fgvc.cli.experiments import DEMO_SECTIONS
 from fgvc.config import load_config
 from fgvc.experiments import demo
-from fgvc.experiments.demo import CTC_MODELS, DYNAMIC_MLP_MODELS, ERUDITE_CONFIG, RMG_PMSI_MODELS, SECTIONS, Plan
+from fgvc.experiments.demo import (CTC_MODELS, DYNAMIC_MLP_MODELS, ERUDITE_CONFIG, RMG_PMSI_MODELS, SECTIONS,
+                                   Plan)
 
 REPO_CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -43,15 +44,17 @@ def test_quick_demo_writes_both_sets_of_every_section(tmp_path, capsys):
     rmg = json.loads((out / "rmg_pmsi_plain_pretrained_seed0" / "report.json").read_text())
     assert set(rmg["test"]["rules"]) == {"concat", "mix"}
     assert (out / "rmg_pmsi_plain_pretrained_seed0" / "report_robustness.md").is_file()
-    ours = json.loads((out / "erudite_mechanism_pretrained_seed0_ours_cub+cars+aircraft+flowers" / "report.json")
-                      .read_text())
+    ours = out / "erudite_mechanism_pretrained_seed0_ours_cub+cars+aircraft+flowers"
+    ours = json.loads((ours / "report.json").read_text())
     assert set(ours["test"]["per_dataset"]) == {"cub", "cars", "aircraft", "flowers"}
     ctc = load_config(out / "ctc_transfer_mechanism_random_seed0" / "config.yaml")
     assert ctc.model.pretrained is None  # CTC trains from scratch, as its paper
     rows = json.loads((out / "ctc_analysis_mechanism" / "transfer.json").read_text())["rows"]
     assert sorted({r["epoch"] for r in rows}) == [0, 1]
-    assert (out / "comparison" / "comparison.csv").is_file() and (out / "analysis" / "embedding.png").is_file()
-    assert "fgvc train configs/dynamic_mlp/synthetic/concat.yaml name=dmlp_concat_plain_pretrained_seed0" in report
+    assert (out / "comparison" / "comparison.csv").is_file()
+    assert (out / "analysis" / "embedding.png").is_file()
+    command = "fgvc train configs/dynamic_mlp/synthetic/concat.yaml name=dmlp_concat_plain_pretrained_seed0"
+    assert command in report
 
 
 def test_the_sentence_judges_a_gap_by_the_seeds_spread():
@@ -62,7 +65,8 @@ def test_the_sentence_judges_a_gap_by_the_seeds_spread():
     assert demo.gap_sentence([50.0], [60.0], "A", "B", "Once").endswith("10.0 points below B (one seed: no "
                                                                          "spread to judge it by)")
     assert demo._mean_std([1.0, 2.0, 3.0]) == "2.00 ± 1.00" and demo._mean_std([1.5]) == "1.50"
-    assert demo._mean_std([1.5], sign="+") == "+1.50" and demo._mean_std([-1.0, -3.0], sign="+") == "-2.00 ± 1.41"
+    assert demo._mean_std([1.5], sign="+") == "+1.50"
+    assert demo._mean_std([-1.0, -3.0], sign="+") == "-2.00 ± 1.41"
 
 
 def _as_loaded(cfg) -> dict:
@@ -95,11 +99,12 @@ def test_the_printed_protocol_command_trains_the_demos_erudite_runs(tmp_path, se
     data_dir = demo.set_dir(Path("~/.cache/fgvc/synthetic").expanduser(), section)
     which = "mechanism" if section else "plain"
     words = shlex.split(demo.protocol_command(which, data_dir, tmp_path, Plan(), "pretrained", ["ours"]))
-    assert words[:8] == ["fgvc", "protocol", "erudite", f"configs/{ERUDITE_CONFIG}", "--sizes", "4", "--variants",
-                         "ours"]
+    assert words[:8] == ["fgvc", "protocol", "erudite", f"configs/{ERUDITE_CONFIG}",
+                         "--sizes", "4", "--variants", "ours"]
     from_cli = load_config(REPO_CONFIGS / ERUDITE_CONFIG, words[8:])
     name = f"erudite_{which}_pretrained_seed0"  # the protocol prefixes its runs with it, as the demo does
-    assert _as_loaded(from_cli) == _as_loaded(demo.demo_config(ERUDITE_CONFIG, data_dir, tmp_path, name, 0, Plan()))
+    in_demo = demo.demo_config(ERUDITE_CONFIG, data_dir, tmp_path, name, 0, Plan())
+    assert _as_loaded(from_cli) == _as_loaded(in_demo)
 
 
 def test_the_demo_reads_the_configs_the_package_ships():

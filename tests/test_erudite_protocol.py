@@ -8,7 +8,8 @@ import torch
 from conftest import tiny_config, write_folder_dataset
 
 from fgvc.cli import main
-from fgvc.experiments.protocol import VARIANTS, class_changes, coarse_config, run_protocol, single_scores, variant_config
+from fgvc.experiments.protocol import (VARIANTS, class_changes, coarse_config, run_protocol, single_scores,
+                                       variant_config)
 
 
 def test_single_needs_the_right_dataset_and_the_right_class():

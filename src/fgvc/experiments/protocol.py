@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 # Table 2's joint methods and the hierarchical baseline: one shipped file each (configs/erudite/_variants/),
 # applied on top of the base config (Ours_PMG: the erudite head on PMG's multi-stage network)
 VARIANTS_DIR = PurePath("erudite/_variants")
-VARIANTS = ("baseline", "baseline_plus", "baseline_plusplus", "ours", "ours_pcgrad", "ours_pmg", "hierarchical")
+VARIANTS = ("baseline", "baseline_plus", "baseline_plusplus", "ours", "ours_pcgrad", "ours_pmg",
+            "hierarchical")
 LABELS = {"single": "Single", "baseline": "Baseline", "baseline_plus": "Baseline+",
           "baseline_plusplus": "Baseline++", "ours": "Ours", "ours_pcgrad": "Ours_PCGrad", "ours_pmg": "Ours_PMG",
           "hierarchical": "hierarchical multi-task"}
