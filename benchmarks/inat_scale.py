@@ -229,7 +229,7 @@ def child_fgvc(root: Path, samples: int, launched: float, cache: Path, check_ima
                      batch_size=BATCH, num_workers=2,
                      **{k: v for k, v in options.items() if k in DataConfig.model_fields})
     fixed = torch.zeros(3, 32, 32, dtype=torch.uint8)
-    dataset_module.load_image_tensor = lambda sample: fixed  # decoding replaced by a fixed tensor
+    dataset_module.load_image_tensor = lambda sample, *limit: fixed  # decoding replaced by a fixed tensor
     rss_imports, cpu, wall = rss_mb(), time.process_time(), time.perf_counter()
     splits = prepare_splits(cfg)
     train, val = make_dataset(cfg, splits.train, train=True), make_dataset(cfg, splits.val, train=False)
