@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,15 @@ def gap_sentence(a: list[float], b: list[float], label_a: str, label_b: str, whe
     return text + f" ({len(a)} seeds; {verdict} twice the larger seed spread, ±{spread:.1f})"
 
 
+def both_sets_sentence(a: Callable[[str], list[float]], b: Callable[[str], list[float]], label_a: str,
+                       label_b: str, mech: str, claim: str) -> str:
+    """``gap_sentence`` on the plain set, then on the mechanism set (``a(which)``, ``b(which)`` give each
+    side's per-seed values), then what the paper's claim predicts."""
+    said = [gap_sentence(a(which), b(which), label_a, label_b, where)
+            for which, where in (("plain", "On the plain set"), ("mechanism", f"with {mech}"))]
+    return f"{said[0]}; {said[1]}. {claim}"
+
+
 def run_demo(data_dir: Path, out_dir: Path, plan: Plan = Plan(),
              sections: tuple[str, ...] = SECTIONS) -> dict:
     """Run the chosen sections and write one ``report.md``; returns each section's results."""
@@ -220,12 +230,12 @@ def dynamic_mlp_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tup
         f"{mech}: test top-5": _mean_std(_values(r, "mechanism", "top5")),
         "params (M)": f"{r['sets']['plain'][0]['params_m']:.2f}"} for r in rows])
     first = {r["stem"]: r for r in rows if r["start"] == plan.starts[0]}
-    said = [gap_sentence(_values(first["dmlp_dynamic_mlp_c"], w, "top1"),
-                         _values(first["dmlp_concat"], w, "top1"), "Dynamic MLP-C", "concat", where)
-            for w, where in (("plain", "On the plain set"), ("mechanism", f"with {mech}"))]
-    sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts the second gap larger than the first: "
-                "where a detail means one species in one region and its sibling in another, only a fusion that "
-                "conditions the image features on the place can read it.")
+    sentence = both_sets_sentence(
+        lambda w: _values(first["dmlp_dynamic_mlp_c"], w, "top1"),
+        lambda w: _values(first["dmlp_concat"], w, "top1"), "Dynamic MLP-C", "concat", mech,
+        "The paper's claim predicts the second gap larger than the first: where a detail means one species "
+        "in one region and its sibling in another, only a fusion that conditions the image features on the "
+        "place can read it.")
     print(f"\nDynamic MLP: what location and date add (plain vs {mech})\n\n{table}\n\n{sentence}\n")
     return rows, "\n".join([
         f"## Dynamic MLP: what location and date add (plain vs {mech})", "",
@@ -281,11 +291,10 @@ def rmg_pmsi_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[
         "plain: drop, noise σ=0.2": _mean_std(_values(r, "plain", "noise_drop")),
         "params (M)": f"{r['sets']['plain'][0]['params_m']:.2f}"} for r in rows])
     first = {r["stem"]: r for r in rows if r["start"] == plan.starts[0]}
-    said = [gap_sentence(_values(first["rmg_pmsi"], w, "top1"), _values(first["rmg_baseline"], w, "top1"),
-                         "RMG-PMSI", "the baseline", where) for w, where in (("plain", "On the plain set"),
-                                                                             ("mechanism", f"with {mech}"))]
-    sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts a gain where the deciding detail is a small "
-                "mark at a random place.")
+    sentence = both_sets_sentence(
+        lambda w: _values(first["rmg_pmsi"], w, "top1"), lambda w: _values(first["rmg_baseline"], w, "top1"),
+        "RMG-PMSI", "the baseline", mech,
+        "The paper's claim predicts a gain where the deciding detail is a small mark at a random place.")
     title = f"RMG-PMSI: fine-grained recognition from images alone (plain vs {mech})"
     print(f"\n{title}\n\n{table}\n\n{sentence}\n")
     return rows, "\n".join([
@@ -343,10 +352,10 @@ def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[d
         per_seed = results[start][which]
         return [_domain_mean(per_seed[s][method]) for s in plan.seeds]
 
-    said = [gap_sentence(deltas(w, "ours"), deltas(w, "single"), "Ours", "Single", where)
-            for w, where in (("plain", "On the plain set"), ("mechanism", f"with {mech}"))]
-    sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts joint training above Single where the "
-                "domains share a cue, and the experts keeping what is specific to each.")
+    sentence = both_sets_sentence(
+        lambda w: deltas(w, "ours"), lambda w: deltas(w, "single"), "Ours", "Single", mech,
+        "The paper's claim predicts joint training above Single where the domains share a cue, and the "
+        "experts keeping what is specific to each.")
     print(f"\nThe erudite model: one model for four domains (plain vs {mech})\n\n{table}\n\n{sentence}\n")
     return results, "\n".join([
         f"## The erudite model: one model for four domains (plain vs {mech})", "",
@@ -430,12 +439,12 @@ def ctc_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[dict,
             out.append(curve[max(curve)])
         return out
 
-    said = [gap_sentence(last_probe("ctc_transfer", w), last_probe("ctc_vanilla", w),
-                         "CTC's last-epoch probe", "vanilla's", where)
-            for w, where in (("plain", "On the plain set"), ("mechanism", f"with the {mech}"))]
-    sentence = (f"{said[0]}; {said[1]}. The paper's claim predicts CTC's probe above vanilla's late in training, "
-                "where the source images hold target detail the source labels never need; 'best probe − last' "
-                "measures how far each curve has fallen from its peak.")
+    sentence = both_sets_sentence(
+        lambda w: last_probe("ctc_transfer", w), lambda w: last_probe("ctc_vanilla", w),
+        "CTC's last-epoch probe", "vanilla's", f"the {mech}",
+        "The paper's claim predicts CTC's probe above vanilla's late in training, where the source images "
+        "hold target detail the source labels never need; 'best probe − last' measures how far each curve has "
+        "fallen from its peak.")
     print(f"\nCTC: discriminability vs transferability (plain vs {mech})\n\n{table}\n\n{sentence}\n")
     return results, "\n".join([
         f"## CTC: discriminability vs transferability (plain vs {mech})", "",
