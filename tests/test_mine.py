@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import tiny_config, write_folder_dataset
+from fgvc.analysis.information import InformationSettings, analyse_information
 from fgvc.analysis.runs import epoch_checkpoints
 from fgvc.analysis.mine import mine_estimate
 from fgvc.cli import main
@@ -74,6 +75,16 @@ def test_cli_writes_one_row_per_epoch_checkpoint(run_with_epoch_checkpoints, tmp
     result = json.loads((out / "information.json").read_text())
     assert result["settings"]["steps"] == 20 and len(result["rows"]) == 3
     assert (out / "information.png").stat().st_size > 0
+
+
+def test_last_epoch_only_gives_the_last_row_of_the_whole_curve(run_with_epoch_checkpoints, tmp_path):
+    settings = dict(steps=20, hidden=16, x_size=4)
+    every = analyse_information([run_with_epoch_checkpoints], tmp_path / "all", InformationSettings(**settings),
+                                progress=False)["rows"]
+    last = analyse_information([run_with_epoch_checkpoints], tmp_path / "last",
+                               InformationSettings(**settings, last_epoch_only=True), progress=False)["rows"]
+    assert [r["epoch"] for r in every] == [0, 1, 2] and [r["epoch"] for r in last] == [2]
+    assert (last[0]["i_xt"], last[0]["i_ty"]) == (every[-1]["i_xt"], every[-1]["i_ty"])
 
 
 def test_a_run_without_epoch_checkpoints_is_a_one_line_error(tmp_path, capsys):

@@ -46,6 +46,7 @@ class InformationSettings:
     batch_size: int = 256
     x_size: int = 8  # X = the image average-pooled to x_size × x_size per channel
     seed: int = 0
+    last_epoch_only: bool = False  # only each run's last epoch checkpoint: a table's figure, in a fraction of the time
 
 
 
@@ -78,7 +79,8 @@ def run_information(run_dir: Path, settings: InformationSettings, bar: tqdm | No
         raise FgvcError(f"{run_dir}: split '{settings.split}' has {len(samples)} images; MINE needs at least 8")
     mine = dict(steps=settings.steps, hidden=settings.hidden, batch_size=settings.batch_size, seed=settings.seed)
     rows = []
-    for epoch, path in epoch_checkpoints(run_dir):
+    checkpoints = epoch_checkpoints(run_dir)
+    for epoch, path in checkpoints[-1:] if settings.last_epoch_only else checkpoints:
         _, model, _, data_cfg, device = load_for_eval(cfg, path, splits.classes)
         loader = eval_loader(data_cfg, samples)
         x, t, y = extract_xty(model, loader, device, settings.x_size)
@@ -122,7 +124,7 @@ def analyse_information(run_dirs: list[Path], out_dir: Path, settings: Informati
                         progress: bool = True) -> dict:
     """Every run's epoch checkpoints; writes ``information.json``, ``information.csv``, ``information.png``."""
     rows = over_epoch_checkpoints(run_dirs, lambda run_dir, bar: run_information(run_dir, settings, bar), "MINE",
-                                  progress)
+                                  progress, settings.last_epoch_only)
     result = {"settings": asdict(settings), "estimator": "MINE, held-out Donsker-Varadhan bound (nats)",
               "rows": rows}
     write_rows(out_dir, "information", result)

@@ -68,13 +68,14 @@ def epoch_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def over_epoch_checkpoints(run_dirs: list[Path], per_run: Callable[[Path, tqdm], list[dict]], desc: str,
-                           progress: bool = True) -> list[dict]:
+                           progress: bool = True, last_only: bool = False) -> list[dict]:
     """The rows of ``per_run(run_dir, bar)`` for every run, under one progress bar over all their epoch
-    checkpoints; fails early on a run without them, or on two runs of one name (figures label runs by it)."""
+    checkpoints (``last_only``: one per run); fails early on a run without them, or on two runs of one name
+    (figures label runs by it)."""
     names = [d.name for d in run_dirs]
     if len(set(names)) != len(names):
         raise FgvcError(f"run folders share a name ({', '.join(names)}): the figures label runs by folder name")
-    total = sum(len(epoch_checkpoints(d)) for d in run_dirs)
+    total = sum(1 if last_only else len(epoch_checkpoints(d)) for d in run_dirs)
     rows = []
     with tqdm(total=total, desc=desc, disable=None if progress else True, dynamic_ncols=True) as bar:
         for run_dir in run_dirs:

@@ -10,9 +10,11 @@ backbone (``model.pretrained=synthetic``, the papers' learning-rate groups); CTC
 as its paper does. Every model selects its epoch on a hold-out of its training split and is tested
 once.
 
-``fgvc demo`` runs the first seed of the pretrained start and the section's main rows (15 minutes of
+``fgvc demo`` runs the first seed of the pretrained start and the section's main rows (7 minutes of
 CPU time); ``fgvc demo --full`` adds seeds 1 and 2 (mean ± std), the random start and the remaining
-rows. The default's runs are the full comparison's first-seed runs, under the same names.
+rows. The default's runs are the full comparison's first-seed runs, under the same names. The runs of a
+section go side by side, each a process on one torch thread (``experiments/jobs.py``): ``--workers``
+changes the wall time, never a figure.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from fgvc.config import Config, apply_override, build_config, read_tree, shipped
 from fgvc.data.synthetic import SynthOptions, write_benchmark
 from fgvc.engine.report import markdown_table
 from fgvc.engine.run import train_and_report
+from fgvc.experiments.jobs import Jobs
 from fgvc.experiments.protocol import LABELS, run_mixture
 from fgvc.methods.ctc import switch_epoch
 
@@ -58,6 +61,7 @@ class Plan:
     full: bool = False  # every row of each section (the default: the main rows)
     epochs: int | None = None  # override every config's schedule.epochs
     quick: bool = False  # 1-2 epochs of 2 batches: checks the installation in seconds
+    workers: int = 1  # runs side by side, one torch thread each (experiments/jobs.py): wall time only
 
 
 def set_dir(data_dir: Path, section: str | None) -> Path:
@@ -153,10 +157,11 @@ def run_demo(data_dir: Path, out_dir: Path, plan: Plan = Plan(),
     results, parts = {}, []
     runners = {"dynamic_mlp": dynamic_mlp_section, "rmg_pmsi": rmg_pmsi_section, "erudite": erudite_section,
                "ctc": ctc_section}
-    for section in sections:
-        sets = {"plain": write_set(data_dir, None), "mechanism": write_set(data_dir, section)}
-        results[section], text = runners[section](sets, out_dir, plan)
-        parts.append(text)
+    with Jobs(plan.workers) as jobs:
+        for section in sections:
+            sets = {"plain": write_set(data_dir, None), "mechanism": write_set(data_dir, section)}
+            results[section], text = runners[section](sets, out_dir, plan, jobs)
+            parts.append(text)
     minutes = (time.perf_counter() - start_time) / 60
     seeds = ", ".join(map(str, plan.seeds))
     head = ["# fgvc demo", "",
@@ -173,32 +178,41 @@ def run_demo(data_dir: Path, out_dir: Path, plan: Plan = Plan(),
 
 
 def _train_rows(models: list[tuple[str, str, str, bool]], sets: dict[str, Path], out_dir: Path, plan: Plan,
-                starts: tuple[str, ...], extra=None) -> list[dict]:
-    """Train every (model, start, set, seed); one row per model and start with per-set lists of results.
+                starts: tuple[str, ...], jobs: Jobs, extra=None) -> list[dict]:
+    """Train every (model, start, set, seed) side by side; one row per model and start with per-set lists
+    of results.
 
     ``models``: (label, run-name stem, shipped config, main row); rows that are not main run only with
-    ``plan.full``. ``extra(cfg, report)`` adds figures to a run's result.
+    ``plan.full``. ``extra(cfg, report)`` (a module-level function: it runs in a worker) adds figures to a
+    run's result.
     """
-    rows = []
+    rows, runs, configs = [], [], []
     for label, stem, relative, main in models:
         if not (main or plan.full):
             continue
         for start in starts:
             row = {"label": label, "stem": stem, "config": relative, "start": start, "sets": {}}
             for which, folder in sets.items():
-                runs = row["sets"][which] = []
+                row["sets"][which] = []
                 for seed in plan.seeds:
                     name = f"{stem}_{which}_{start}_seed{seed}"
-                    cfg = demo_config(relative, folder, out_dir, name, seed, plan, start)
-                    log.info("demo: %s, %s set, %s start, seed %d", label, which, start, seed)
-                    report = train_and_report(cfg, overwrite=True)
-                    result = {"name": name, "top1": report["test"]["top1"], "top5": report["test"]["top5"],
-                              "params_m": report["params_m"], "command": command(relative, cfg, start)}
-                    if extra is not None:
-                        result |= extra(cfg, report)
-                    runs.append(result)
+                    configs.append(demo_config(relative, folder, out_dir, name, seed, plan, start))
+                    runs.append((row["sets"][which], f"{label}, {which} set, {start} start, seed {seed}",
+                                 command(relative, configs[-1], start)))
             rows.append(row)
+    results = jobs.map(train_run, configs, [what for _, what, _ in runs], [extra] * len(configs))
+    for (where, _, line), result in zip(runs, results):
+        where.append(result | {"command": line})
     return rows
+
+
+def train_run(cfg: Config, what: str, extra=None) -> dict:
+    """One demo run (in a worker): its test figures, plus ``extra(cfg, report)``."""
+    log.info("demo: %s", what)
+    report = train_and_report(cfg, overwrite=True)
+    result = {"name": cfg.name, "top1": report["test"]["top1"], "top5": report["test"]["top5"],
+              "params_m": report["params_m"]}
+    return result | (extra(cfg, report) if extra is not None else {})
 
 
 def _values(row: dict, which: str, key: str) -> list[float]:
@@ -220,8 +234,8 @@ DYNAMIC_MLP_MODELS = [("image-only", "dmlp_image_only", "dynamic_mlp/synthetic/i
                        True)]
 
 
-def dynamic_mlp_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[list[dict], str]:
-    rows = _train_rows(DYNAMIC_MLP_MODELS, sets, out_dir, plan, plan.starts)
+def dynamic_mlp_section(sets: dict[str, Path], out_dir: Path, plan: Plan, jobs: Jobs) -> tuple[list[dict], str]:
+    rows = _train_rows(DYNAMIC_MLP_MODELS, sets, out_dir, plan, plan.starts, jobs)
     mech = MECHANISM["dynamic_mlp"][2]
     table = markdown_table([{
         "model": r["label"], "start": START_WORDS[r["start"]],
@@ -279,8 +293,8 @@ def _robustness(cfg: Config, report: dict) -> dict:
             "jitter_drop": worst["color_jitter"]["drop"], "noise_drop": worst["gaussian_noise"]["drop"]}
 
 
-def rmg_pmsi_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[list[dict], str]:
-    rows = _train_rows(RMG_PMSI_MODELS, sets, out_dir, plan, plan.starts, _robustness)
+def rmg_pmsi_section(sets: dict[str, Path], out_dir: Path, plan: Plan, jobs: Jobs) -> tuple[list[dict], str]:
+    rows = _train_rows(RMG_PMSI_MODELS, sets, out_dir, plan, plan.starts, jobs, _robustness)
     mech = MECHANISM["rmg_pmsi"][2]
     table = markdown_table([{
         "model": r["label"], "start": START_WORDS[r["start"]],
@@ -315,17 +329,18 @@ def erudite_variants(plan: Plan) -> list[str]:
     return ["baseline", "baseline_plus", "baseline_plusplus", "ours"] if plan.full else ["baseline", "ours"]
 
 
-def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[dict, str]:
+def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan, jobs: Jobs) -> tuple[dict, str]:
     variants = erudite_variants(plan)
     results: dict = {}  # start -> set -> seed -> method -> scores
+    keys, bases = [], []
     for start in plan.starts:
         for which, folder in sets.items():
             for seed in plan.seeds:
                 name = f"erudite_{which}_{start}_seed{seed}"
-                base = demo_config(ERUDITE_CONFIG, folder, out_dir, name, seed, plan, start)
-                log.info("demo: erudite model, %s set, %s start, seed %d", which, start, seed)
-                results.setdefault(start, {}).setdefault(which, {})[seed] = run_mixture(
-                    base, list(base.data.joint), variants, name)
+                bases.append(demo_config(ERUDITE_CONFIG, folder, out_dir, name, seed, plan, start))
+                keys.append((start, which, seed))
+    for (start, which, seed), scores in zip(keys, jobs.map(erudite_mixture, bases, [variants] * len(bases))):
+        results.setdefault(start, {}).setdefault(which, {})[seed] = scores
     mech = MECHANISM["erudite"][2]
     rows = []
     for start in plan.starts:
@@ -371,6 +386,12 @@ def erudite_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[d
         "```", ""])
 
 
+def erudite_mixture(base: Config, variants: list[str]) -> dict:
+    """Single, the coarse classifier and ``variants`` on the four domains of ``base`` (in a worker)."""
+    log.info("demo: erudite model, %s", base.name)
+    return run_mixture(base, list(base.data.joint), variants, base.name)
+
+
 def protocol_command(which: str, data_dir: Path, out_dir: Path, plan: Plan, start: str,
                      variants: list[str]) -> str:
     """The ``fgvc protocol erudite`` line that trains one set's Single and variants as the demo does
@@ -394,21 +415,27 @@ CTC_MODELS = [("vanilla (cross-entropy)", "ctc_vanilla", "ctc/synthetic/vanilla.
 CTC_TARGET = "ctc/synthetic/flowers_target.yaml"
 
 
-def ctc_section(sets: dict[str, Path], out_dir: Path, plan: Plan) -> tuple[dict, str]:
+def ctc_analysis(runs: list[Path], first_seed: list[Path], target: Path, out: Path,
+                 information: InformationSettings) -> tuple[list[dict], list[dict]]:
+    """One set's probe rows over every epoch of ``runs`` and MINE rows of ``first_seed`` (in a worker)."""
+    transfer = analyse_transfer(runs, shipped_config(CTC_TARGET), out, ProbeSettings(), progress=False,
+                                target_overrides=[f"data.root={target}"])
+    return transfer["rows"], analyse_information(first_seed, out, information, progress=False)["rows"]
+
+
+def ctc_section(sets: dict[str, Path], out_dir: Path, plan: Plan, jobs: Jobs) -> tuple[dict, str]:
     """From scratch, as the paper trains; the probe reads every epoch's checkpoint."""
-    rows = _train_rows(CTC_MODELS, sets, out_dir, plan, ("random",))
+    rows = _train_rows(CTC_MODELS, sets, out_dir, plan, ("random",), jobs)
     results = {"rows": rows, "probes": {}, "information": {}}
-    for which, folder in sets.items():
-        runs = [out_dir / run["name"] for r in rows for run in r["sets"][which]]
-        analysis = out_dir / f"ctc_analysis_{which}"
-        target = [f"data.root={folder / 'multi' / 'flowers'}"]
-        transfer = analyse_transfer(runs, shipped_config(CTC_TARGET), analysis, ProbeSettings(),
-                                    progress=False, target_overrides=target)
-        results["probes"][which] = transfer["rows"]
-        first = [out_dir / r["sets"][which][0]["name"] for r in rows]
-        steps = 100 if plan.quick else 400 if plan.full else 200  # MINE: half the demo's CTC time at 400
-        information = analyse_information(first, analysis, InformationSettings(steps=steps), progress=False)
-        results["information"][which] = information["rows"]
+    steps = 100 if plan.quick else 400 if plan.full else 200  # MINE's Adam steps per estimate
+    information = InformationSettings(steps=steps, last_epoch_only=not plan.full)  # the table reads the last
+    runs = [[out_dir / run["name"] for r in rows for run in r["sets"][w]] for w in sets]
+    first_seed = [[out_dir / r["sets"][w][0]["name"] for r in rows] for w in sets]
+    targets = [sets[w] / "multi" / "flowers" for w in sets]
+    analyses = jobs.map(ctc_analysis, runs, first_seed, targets, [out_dir / f"ctc_analysis_{w}" for w in sets],
+                        [information] * len(sets))
+    for which, (probes, estimates) in zip(sets, analyses):
+        results["probes"][which], results["information"][which] = probes, estimates
     cfg = demo_config(CTC_MODELS[1][2], sets["plain"], out_dir, "probe", 0, plan, "random")
     switch = switch_epoch(cfg)
     mech = MECHANISM["ctc"][2]
