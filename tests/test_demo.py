@@ -53,7 +53,7 @@ def test_quick_demo_writes_both_sets_of_every_section(tmp_path, capsys):
     assert sorted({r["epoch"] for r in rows}) == [0, 1]
     assert (out / "comparison" / "comparison.csv").is_file()
     assert (out / "analysis" / "embedding.png").is_file()
-    command = "fgvc train configs/dynamic_mlp/synthetic/concat.yaml name=dmlp_concat_plain_pretrained_seed0"
+    command = "OMP_NUM_THREADS=1 fgvc train configs/dynamic_mlp/synthetic/concat.yaml name=dmlp_concat_plain_pretrained_seed0"
     assert command in report
 
 
@@ -90,8 +90,8 @@ def test_each_demo_run_is_its_shipped_config_and_the_printed_command_reproduces_
     data_dir = demo.set_dir(Path("~/.cache/fgvc/synthetic").expanduser(), which if section else None)
     cfg = demo.demo_config(relative, data_dir, tmp_path, f"{stem}_x_{start}_seed2", 2, Plan(), start)
     words = shlex.split(demo.command(relative, cfg, start))
-    assert words[:3] == ["fgvc", "train", f"configs/{relative}"]
-    assert _as_loaded(load_config(REPO_CONFIGS / relative, words[3:])) == _as_loaded(cfg)
+    assert words[:4] == ["OMP_NUM_THREADS=1", "fgvc", "train", f"configs/{relative}"]  # one thread, as in the demo
+    assert _as_loaded(load_config(REPO_CONFIGS / relative, words[4:])) == _as_loaded(cfg)
 
 
 @pytest.mark.parametrize("section", [None, "erudite"])
@@ -99,9 +99,9 @@ def test_the_printed_protocol_command_trains_the_demos_erudite_runs(tmp_path, se
     data_dir = demo.set_dir(Path("~/.cache/fgvc/synthetic").expanduser(), section)
     which = "mechanism" if section else "plain"
     words = shlex.split(demo.protocol_command(which, data_dir, tmp_path, Plan(), "pretrained", ["ours"]))
-    assert words[:8] == ["fgvc", "protocol", "erudite", f"configs/{ERUDITE_CONFIG}",
+    assert words[:9] == ["OMP_NUM_THREADS=1", "fgvc", "protocol", "erudite", f"configs/{ERUDITE_CONFIG}",
                          "--sizes", "4", "--variants", "ours"]
-    from_cli = load_config(REPO_CONFIGS / ERUDITE_CONFIG, words[8:])
+    from_cli = load_config(REPO_CONFIGS / ERUDITE_CONFIG, words[9:])
     name = f"erudite_{which}_pretrained_seed0"  # the protocol prefixes its runs with it, as the demo does
     in_demo = demo.demo_config(ERUDITE_CONFIG, data_dir, tmp_path, name, 0, Plan())
     assert _as_loaded(from_cli) == _as_loaded(in_demo)

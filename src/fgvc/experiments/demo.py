@@ -50,6 +50,7 @@ MECHANISM = {"dynamic_mlp": ("regional_appearance", True, "regional appearance")
              "erudite": ("shared_cues", True, "shared cues"),
              "ctc": ("transfer_target", "flowers", "transfer target")}
 START_WORDS = {"pretrained": "synthetic-upstream", "random": "random init"}
+ONE_THREAD = "OMP_NUM_THREADS=1"  # the printed commands run as the demo's runs do
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,10 @@ def demo_config(relative: str, data_dir: Path, out_dir: Path, name: str, seed: i
 
 
 def command(relative: str, cfg: Config, start: str) -> str:
-    """The ``fgvc train`` line that reproduces a demo run (its benchmark in the default cache folder)."""
+    """The ``fgvc train`` line that reproduces a demo run (its benchmark in the default cache folder), on
+    one thread as the demo trains it: the thread count is part of a result (experiments/jobs.py)."""
     home = str(Path.home())
-    words = [f"fgvc train configs/{relative} name={cfg.name} seed={cfg.seed}"]
+    words = [f"{ONE_THREAD} fgvc train configs/{relative} name={cfg.name} seed={cfg.seed}"]
     roots = [("data.root", cfg.data.root)] if cfg.data.root else []
     roots += [(f"data.joint.{i}.root", s.root) for i, s in enumerate(cfg.data.joint)]
     shipped = read_tree(shipped_config(relative))["data"]
@@ -398,8 +400,8 @@ def protocol_command(which: str, data_dir: Path, out_dir: Path, plan: Plan, star
     (the same run names: the protocol prefixes them with the config's name)."""
     name = f"erudite_{which}_{start}_seed{plan.seeds[0]}"
     base = demo_config(ERUDITE_CONFIG, data_dir, out_dir, name, plan.seeds[0], plan, start)
-    overrides = command(ERUDITE_CONFIG, base, start).split(" ", 3)[3]
-    return (f"fgvc protocol erudite configs/{ERUDITE_CONFIG} --sizes 4 --variants {' '.join(variants)} "
+    overrides = command(ERUDITE_CONFIG, base, start).split(" ", 4)[4]
+    return (f"{ONE_THREAD} fgvc protocol erudite configs/{ERUDITE_CONFIG} --sizes 4 --variants {' '.join(variants)} "
             f"{overrides}")
 
 
