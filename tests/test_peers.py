@@ -80,3 +80,15 @@ def test_seeds_run_one_at_a_time_add_up_to_one_table(tmp_path, capsys):
     assert run.earlier_rows(path, args) == []
     assert "other settings, replaced" in capsys.readouterr().out
     assert run.earlier_rows(tmp_path / "none.json", args) == []
+
+
+def test_the_table_leaves_empty_what_an_older_row_lacks_and_averages_the_rest():
+    release = {"best_concat": 20.0, "best_mix": 21.0, "last_concat": 19.0, "last_mix": 20.5, "seconds": 100.0}
+    old = {"concat": 22.0, "mix": 23.0, "seconds": 90.0}  # written before fgvc's last epoch was scored
+    new = {**old, "concat": 24.0, "last_concat": 25.0, "last_mix": 26.0}
+    text = run.table(pmg, [{"seed": 0, "fgvc": old, "release": release}, {"seed": 1, "fgvc": new, "release": release}])
+    lines = text.splitlines()
+    assert "fgvc last-epoch P_concat" in lines[0] and len(lines) == 5
+    assert lines[2] == "| 0 | 20.00 | 21.00 | 19.00 | 20.50 | 22.00 | 23.00 |  |  | 100.00 | 90.00 |"
+    assert lines[3] == "| 1 | 20.00 | 21.00 | 19.00 | 20.50 | 24.00 | 23.00 | 25.00 | 26.00 | 100.00 | 90.00 |"
+    assert lines[4].split(" | ")[5:9] == ["23.00 ± 1.41", "23.00 ± 0.00", "25.00", "26.00"]

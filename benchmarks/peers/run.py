@@ -45,6 +45,7 @@ from fgvc.config import load_config
 from fgvc.data.records import Splits
 from fgvc.data.splits import prepare_splits
 from fgvc.engine.inference import model_from_checkpoint
+from fgvc.engine.run import evaluate_checkpoint
 
 HERE = Path(__file__).resolve().parent
 PEERS = ("pmg", "rmg_pmsi")
@@ -99,7 +100,7 @@ def run_logged(cmd: list[str], cwd: Path, log: Path) -> str:
     return text
 
 
-def run_fgvc(args, cfg_path: Path, overrides: list[str], run_dir: Path, log: Path) -> dict:
+def run_fgvc(args, cfg, cfg_path: Path, overrides: list[str], run_dir: Path, log: Path) -> dict:
     cmd = [sys.executable, "-m", "fgvc", "-q", "train", str(cfg_path), *overrides, "--overwrite"]
     run_logged(cmd, Path.cwd(), log)
     for path in (run_dir / "checkpoints").glob("epoch_*.pt"):  # only the start is needed (same_start)
@@ -108,8 +109,17 @@ def run_fgvc(args, cfg_path: Path, overrides: list[str], run_dir: Path, log: Pat
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     report = json.loads((run_dir / "report.json").read_text())
     rules = report["test"]["rules"]
+    last = last_epoch_rules(cfg, run_dir)
     return {"concat": rules["concat"]["top1"], "mix": rules["mix"]["top1"], "best_epoch": report["best_epoch"],
+            "last_concat": last["concat"]["top1"], "last_mix": last["mix"]["top1"],
             "seconds": statistics.median(r["epoch_time_s"] for r in rows), "epochs": len(rows)}
+
+
+def last_epoch_rules(cfg, run_dir: Path) -> dict:
+    """fgvc's last epoch on test, the release's second figure (``report_last_epoch.md`` beside the run's
+    report of its selected epoch)."""
+    report = evaluate_checkpoint(cfg, run_dir / "checkpoints" / "last.pt", split="test", stem="report_last_epoch")
+    return report["test"]["rules"]
 
 
 def same_start(peer, release: Path, cfg, num_classes: int, path: Path) -> None:
@@ -168,6 +178,8 @@ def run_release(args, peer, cfg, splits: Splits, folders: dict, seed: int, run_d
 
 
 def mean_std(values: list[float]) -> str:
+    if not values:
+        return ""
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
@@ -175,14 +187,18 @@ def mean_std(values: list[float]) -> str:
 
 def table(peer, rows: list[dict]) -> str:
     head = ("| seed | release: best test P_concat | best test P_mix | last-epoch P_concat | last-epoch P_mix "
-            "| fgvc: test P_concat (best val epoch) | P_mix | release s/epoch | fgvc s/epoch |")
-    lines = [head, "|" + " --- |" * 9]
+            "| fgvc: test P_concat (best val epoch) | P_mix | fgvc last-epoch P_concat | last-epoch P_mix "
+            "| release s/epoch | fgvc s/epoch |")
+    lines = [head, "|" + " --- |" * 11]
     keys = [("release", "best_concat"), ("release", "best_mix"), ("release", "last_concat"), ("release", "last_mix"),
-            ("fgvc", "concat"), ("fgvc", "mix"), ("release", "seconds"), ("fgvc", "seconds")]
-    for row in rows:
-        lines.append(f"| {row['seed']} | " + " | ".join(f"{row[a][b]:.2f}" for a, b in keys) + " |")
+            ("fgvc", "concat"), ("fgvc", "mix"), ("fgvc", "last_concat"), ("fgvc", "last_mix"),
+            ("release", "seconds"), ("fgvc", "seconds")]
+    for row in rows:  # rows of an older runner may lack fgvc's last epoch: left empty
+        lines.append(f"| {row['seed']} | " + " | ".join(f"{row[a][b]:.2f}" if b in row[a] else "" for a, b in keys)
+                     + " |")
     if len(rows) > 1:
-        lines.append("| mean ± std | " + " | ".join(mean_std([r[a][b] for r in rows]) for a, b in keys) + " |")
+        lines.append("| mean ± std | " + " | ".join(mean_std([r[a][b] for r in rows if b in r[a]]) for a, b in keys)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -237,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             check_recipe(cfg, peer.RECIPE)
             run_dir = cfg.run_dir
             start = time.perf_counter()
-            ours = run_fgvc(args, config, overrides, run_dir, args.out / f"fgvc_seed{seed}.log")
+            ours = run_fgvc(args, cfg, config, overrides, run_dir, args.out / f"fgvc_seed{seed}.log")
             print(f"seed {seed}: fgvc done in {time.perf_counter() - start:.0f} s, test top-1 {ours['concat']:.2f}")
             start = time.perf_counter()
             theirs = run_release(args, peer, cfg, splits, folders, seed, args.out / f"release_seed{seed}", i == 0)
