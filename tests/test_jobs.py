@@ -3,6 +3,7 @@ process, in the caller's order, each worker on one torch thread, and a worker's 
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -23,6 +24,10 @@ def pool():
 
 def where_and_how(tag: int) -> tuple[int, int, int]:
     return tag, os.getpid(), torch.get_num_threads()
+
+
+def say(tag: int) -> None:
+    logging.getLogger("fgvc.test").warning("run %d finished", tag)
 
 
 def refuse(tag: int) -> None:
@@ -66,3 +71,20 @@ def test_a_run_in_a_worker_equals_the_same_run_in_this_process(pool, folder_data
     w0 = load_checkpoint(side[0].run_dir / "checkpoints" / "last.pt")["model"]
     w1 = load_checkpoint(side[1].run_dir / "checkpoints" / "last.pt")["model"]
     assert not all(torch.equal(w0[k], w1[k]) for k in w0 if w0[k].is_floating_point())
+
+
+def test_a_worker_logs_at_the_callers_level_in_the_command_lines_format(capfd):
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with Jobs(2) as jobs:
+            jobs.map(say, [5])
+        root.setLevel(logging.WARNING)
+        with Jobs(2) as jobs:
+            jobs.map(say, [6])
+    finally:
+        root.setLevel(saved)
+    err = capfd.readouterr().err
+    assert "run 5" not in err  # below the caller's level then
+    assert "W run 6 finished" in err

@@ -14,6 +14,7 @@ import sys
 from fgvc import __version__
 from fgvc.cli import analyze, data, deploy, experiments, train
 from fgvc.cli.threads import thread_policy
+from fgvc.console import log_to_console
 from fgvc.errors import FgvcError, one_line, os_error_line
 
 EPILOG = """examples:
@@ -49,8 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     thread_policy()  # before any command imports torch
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname).1s %(message)s", stream=sys.stderr)
+    log_to_console(logging.WARNING if args.quiet else logging.INFO)
     try:
         return args.func(args)
     except FgvcError as exc:

@@ -111,13 +111,13 @@ def command(relative: str, cfg: Config, start: str) -> str:
     words = [f"{ONE_THREAD} fgvc train configs/{relative} name={cfg.name} seed={cfg.seed}"]
     roots = [("data.root", cfg.data.root)] if cfg.data.root else []
     roots += [(f"data.joint.{i}.root", s.root) for i, s in enumerate(cfg.data.joint)]
-    shipped = read_tree(shipped_config(relative))["data"]
-    defaults = [shipped.get("root")] + [s["root"] for s in shipped.get("joint", [])]
+    shipped = read_tree(shipped_config(relative))
+    defaults = [shipped["data"].get("root")] + [s["root"] for s in shipped["data"].get("joint", [])]
     for key, root in roots:
         root = root.replace(home, "~", 1)
         if root not in defaults:
             words.append(f"{key}={root}")
-    if start == "random" and read_tree(shipped_config(relative))["model"].get("pretrained"):
+    if start == "random" and shipped["model"].get("pretrained"):
         words.append("model.pretrained=null optim.backbone_lr=null")
     return " ".join(words)
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from fgvc.console import log_to_console
+
 log = logging.getLogger(__name__)
 
 
@@ -25,14 +27,9 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _start_worker(level: int, fmt: str | None) -> None:
+def _start_worker(level: int) -> None:
     torch.set_num_threads(1)
-    logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT)
-
-
-def _root_format() -> str | None:
-    handlers = logging.getLogger().handlers
-    return handlers[0].formatter._fmt if handlers and handlers[0].formatter else None
+    log_to_console(level)  # at the caller's level, in the command line's format, to the inherited stderr
 
 
 class Jobs:
@@ -45,7 +42,7 @@ class Jobs:
         if self.workers > 1:
             self.pool = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                initargs=(logging.getLogger().getEffectiveLevel(), _root_format()))
+                initargs=(logging.getLogger().getEffectiveLevel(),))
 
     def map(self, fn: Callable, *iterables: Iterable) -> list:
         """``[fn(*args) for args in zip(*iterables)]``, in order; the first failure is raised here."""
