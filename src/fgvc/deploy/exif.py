@@ -17,7 +17,6 @@ import datetime as dt
 import io
 import warnings
 from dataclasses import dataclass
-from fractions import Fraction
 
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -84,33 +83,40 @@ def _coordinate(gps: dict, tag: int, ref_tag: int, refs: str, limit: float, what
     if tag not in gps:
         return None
     try:
-        parts = [_fraction(x) for x in gps[tag]]
-        if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+        parts = [_ratio(x) for x in gps[tag]]
+        if not 1 <= len(parts) <= 3 or any(n < 0 for n, _ in parts) or any(n >= 60 * d for n, d in parts[1:]):
             raise ValueError
     except (TypeError, ValueError, ZeroDivisionError):
         problems.append(f"GPS {what} {_show(gps[tag])} is not degrees/minutes/seconds")
         return None
-    value = sum(p / 60 ** i for i, p in enumerate(parts))
+    num, den = 0, 1  # degrees + minutes/60 + seconds/3600, exactly, as one fraction of integers
+    for i, (n, d) in enumerate(parts):
+        num, den = num * d * 60**i + n * den, den * d * 60**i
+    value = num / den  # Python divides integers correctly rounded: the float nearest the exact value
     ref = gps.get(ref_tag)
     ref = (ref.decode("ascii", "replace") if isinstance(ref, bytes) else str(ref or "")).strip("\x00 ").upper()
     if len(ref) != 1 or ref not in refs:
         problems.append(f"GPS {what} reference {_show(ref)} is not {' or '.join(refs)}" if ref
                         else f"GPS {what} has no {'/'.join(refs)} reference")
         return None
-    if value > limit:
-        problems.append(f"GPS {what} {float(value):g} is beyond {limit:g}")
+    if num > int(limit) * den:  # limit is a whole number of degrees: compared exactly
+        problems.append(f"GPS {what} {value:g} is beyond {limit:g}")
         return None
-    return float(-value if ref == refs[1] else value)
+    return -value if ref == refs[1] else value
 
 
-def _fraction(x) -> Fraction:
-    """An EXIF rational exactly (Pillow's ``IFDRational`` keeps numerator and denominator)."""
+def _ratio(x) -> tuple[int, int]:
+    """An EXIF rational exactly, as (numerator, positive denominator): Pillow's ``IFDRational`` keeps
+    both (integers, not ``Fraction``: this runs for every photo, and ``Fraction`` is slow)."""
     if hasattr(x, "numerator") and hasattr(x, "denominator"):
-        return Fraction(int(x.numerator), int(x.denominator))  # ZeroDivisionError for n/0
+        n, d = int(x.numerator), int(x.denominator)
+        if d == 0:
+            raise ZeroDivisionError
+        return (n, d) if d > 0 else (-n, -d)
     value = float(x)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError
-    return Fraction(value)
+    return value.as_integer_ratio()
 
 
 def _datetime(value, name: str, problems: list[str]) -> str | None:
