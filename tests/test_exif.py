@@ -90,6 +90,14 @@ def test_malformed_gps_is_missing_and_named(gps, what):
     assert len(meta.problems) == 1 and what in meta.problems[0]
 
 
+def test_the_poles_and_the_antimeridian_are_places_and_a_hundredth_of_a_second_beyond_is_not():
+    zero = IFDRational(0, 1)
+    edge = read_exif(photo(gps_of("S", (IFDRational(90, 1), zero, zero), "W", (IFDRational(180, 1), zero, zero))))
+    assert (edge.lat, edge.lon, edge.problems) == (-90.0, -180.0, ())
+    beyond = read_exif(photo(gps_of("N", (IFDRational(90, 1), zero, IFDRational(1, 100)), "E", GOOD)))
+    assert beyond.lat is None and beyond.problems == ("GPS latitude 90.0000028 is beyond 90",)
+
+
 @pytest.mark.parametrize("text", ["2021:13:01 10:00:00", "yesterday", "2021:02:30 10:00:00", ""])
 def test_garbage_dates_are_missing(text):
     meta = read_exif(photo(original=text))

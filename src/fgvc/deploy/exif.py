@@ -100,7 +100,7 @@ def _coordinate(gps: dict, tag: int, ref_tag: int, refs: str, limit: float, what
                         else f"GPS {what} has no {'/'.join(refs)} reference")
         return None
     if num > int(limit) * den:  # limit is a whole number of degrees: compared exactly
-        problems.append(f"GPS {what} {value:g} is beyond {limit:g}")
+        problems.append(f"GPS {what} {value:.9g} is beyond {limit:g}")
         return None
     return -value if ref == refs[1] else value
 
