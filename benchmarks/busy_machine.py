@@ -8,8 +8,9 @@ slowdown is seen to be torch's, not the engine's. Losing one of C cores should c
 (2x on two cores); OpenMP threads that spin while they wait for a descheduled sibling cost far more.
 
 Policies (each applied before torch is imported, as the ``fgvc`` command does):
-  torch-default  libgomp's default wait (spin, then sleep), torch's thread count (physical cores)
-  fgvc           fgvc's policy (``fgvc.cli.threads.thread_policy``): waiting threads sleep at once
+  torch-default  libgomp's default wait (300,000 spins, then sleep), torch's thread count (physical cores)
+  passive        ``OMP_WAIT_POLICY=PASSIVE``: waiting threads sleep at once
+  fgvc           fgvc's policy (``fgvc.cli.threads.thread_policy``): 1,000 spins, then sleep
   one-thread     a single torch thread, no barrier at all
 
     python benchmarks/busy_machine.py [--data ~/.cache/fgvc/synthetic] [--repeats 3] [--steps N]
@@ -27,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-POLICIES = ("torch-default", "fgvc", "one-thread")
+POLICIES = ("torch-default", "passive", "fgvc", "one-thread")
 SPIN = "while True: pass"
 
 
@@ -36,6 +37,8 @@ def child(args: argparse.Namespace) -> None:
     if args.policy == "fgvc":
         from fgvc.cli.threads import thread_policy
         thread_policy()
+    elif args.policy == "passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import torch
     import torch.nn.functional as F
 

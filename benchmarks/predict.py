@@ -29,7 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # every path runs as under the fgvc command (fgvc.cli.threads)
+from fgvc.cli.threads import thread_policy
+
+thread_policy()  # every path runs as under the fgvc command
 import torch  # noqa: E402  (after the thread policy: it is read when OpenMP starts)
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational

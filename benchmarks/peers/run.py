@@ -36,9 +36,12 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from fgvc.cli.threads import thread_policy
 
-from common import PeerError, apply_edits, copy_release
+thread_policy()  # this process and both sides' children wait alike: their seconds compare like with like
+import torch  # noqa: E402  (after the thread policy: it is read when OpenMP starts)
+
+from common import PeerError, apply_edits, copy_release  # noqa: E402
 
 from fgvc.checkpoint import load_checkpoint
 from fgvc.config import load_config
