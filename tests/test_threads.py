@@ -37,4 +37,3 @@ def test_the_command_applies_it_before_parsing(monkeypatch):
     with pytest.raises(SystemExit):
         fgvc.cli.main(["--version"])
     assert calls == ["policy"]
-
